@@ -1,0 +1,71 @@
+"""Build the optional Cython fast path of eventbus.
+
+``EVENTBUS_NO_EXTENSIONS=1`` (or a non-CPython interpreter) gives a pure-Python install.
+Under cibuildwheel (``CIBUILDWHEEL=1``) a wheel without its compiled core is an error, so a
+failed compile fails the build instead of silently shipping the fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+FAST_MODULES = ["_grammar", "_trie", "_rights", "_framing"]
+
+IN_CIBUILDWHEEL = os.environ.get("CIBUILDWHEEL") == "1"
+NO_EXTENSIONS = bool(os.environ.get("EVENTBUS_NO_EXTENSIONS")) or (
+    platform.python_implementation() != "CPython"
+)
+
+if IN_CIBUILDWHEEL and NO_EXTENSIONS:
+    sys.exit("eventbus: refusing to build a wheel without its compiled core under cibuildwheel")
+
+
+class OptionalBuildExt(build_ext):
+    """Fall back to pure Python when compiling fails, except under cibuildwheel."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:
+            self._fallback(exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._fallback(exc)
+
+    @staticmethod
+    def _fallback(exc: Exception) -> None:
+        if IN_CIBUILDWHEEL:
+            raise exc
+        print(f"eventbus: compiled core not built ({exc}); the pure-Python core will be used")
+
+
+def extensions() -> list[Extension]:
+    if NO_EXTENSIONS:
+        return []
+    from Cython.Build import cythonize
+
+    exts = [
+        Extension(f"eventbus._fast.{name}", [f"src/eventbus/_fast/{name}.pyx"])
+        for name in FAST_MODULES
+    ]
+    return cythonize(
+        exts,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,57 @@
+"""Chooses the compiled core or its pure-Python twin, once, for the whole package.
+
+``EVENTBUS_NO_EXTENSIONS`` set to anything but ``""``/``"0"`` forces the pure-Python core.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "ADMIN",
+    "BACKEND",
+    "PUBLISH",
+    "SUBSCRIBE",
+    "FrameSplitter",
+    "RightsTable",
+    "TopicTrie",
+    "filter_covers",
+    "filter_levels",
+    "topic_levels",
+    "topic_matches",
+    "validate_filter",
+    "validate_topic",
+]
+
+NO_EXTENSIONS = os.environ.get("EVENTBUS_NO_EXTENSIONS", "") not in ("", "0")
+
+if not NO_EXTENSIONS:
+    try:
+        from ._fast._framing import FrameSplitter
+        from ._fast._grammar import (
+            filter_covers,
+            filter_levels,
+            topic_levels,
+            topic_matches,
+            validate_filter,
+            validate_topic,
+        )
+        from ._fast._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
+        from ._fast._trie import TopicTrie
+    except ImportError:
+        NO_EXTENSIONS = True
+
+if NO_EXTENSIONS:
+    from ._framing import FrameSplitter  # type: ignore[assignment]
+    from ._grammar import (  # type: ignore[assignment]
+        filter_covers,
+        filter_levels,
+        topic_levels,
+        topic_matches,
+        validate_filter,
+        validate_topic,
+    )
+    from ._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable  # type: ignore[assignment]
+    from ._trie import TopicTrie  # type: ignore[assignment]
+
+BACKEND = "python" if NO_EXTENSIONS else "cython"

@@ -1,0 +1,56 @@
+"""The typed errors of eventbus: everything a user can cause raises one of these."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AddressInUse",
+    "ConnectionLost",
+    "EventBusError",
+    "FrameTooLarge",
+    "InvalidTopic",
+    "NoResponders",
+    "PermissionDenied",
+    "PolicyError",
+    "ProtocolError",
+    "Timeout",
+]
+
+
+class EventBusError(Exception):
+    """Base class of every error raised by eventbus."""
+
+
+class InvalidTopic(EventBusError, ValueError):
+    """A topic name or filter breaks the grammar (the message names the input and the rule)."""
+
+
+class PermissionDenied(EventBusError):
+    """The access-control policy forbids the operation (the message names the rule set)."""
+
+
+class NoResponders(EventBusError):
+    """A request was sent to a topic that nobody subscribes to."""
+
+
+class Timeout(EventBusError, TimeoutError):
+    """An answer did not arrive within its deadline."""
+
+
+class ConnectionLost(EventBusError, ConnectionError):
+    """The connection to the broker (or to a client) closed."""
+
+
+class ProtocolError(EventBusError):
+    """A peer sent bytes that are not a valid frame, or a frame out of place."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame's declared length exceeds the configured maximum."""
+
+
+class PolicyError(EventBusError, ValueError):
+    """An access-control policy file is invalid (the message names the line)."""
+
+
+class AddressInUse(EventBusError, OSError):
+    """Another broker already answers on the address, or the path is not ours to take."""

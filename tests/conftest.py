@@ -1,0 +1,65 @@
+"""Shared fixtures: every core test runs against both backends (compiled and pure Python)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import SimpleNamespace
+
+import pytest
+
+import eventbus._framing
+import eventbus._grammar
+import eventbus._rights
+import eventbus._trie
+
+_PY = SimpleNamespace(
+    name="python",
+    grammar=eventbus._grammar,
+    trie=eventbus._trie,
+    rights=eventbus._rights,
+    framing=eventbus._framing,
+)
+
+
+def _compiled() -> SimpleNamespace | None:
+    try:
+        modules = {
+            name: importlib.import_module(f"eventbus._fast._{name}")
+            for name in ("grammar", "trie", "rights", "framing")
+        }
+    except ImportError:
+        return None
+    return SimpleNamespace(name="cython", **modules)
+
+
+_CY = _compiled()
+
+# A run that expects the compiled core must not quietly test only the fallback.
+EXPECT = os.environ.get("EVENTBUS_EXPECT_BACKEND", "")
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param("python"),
+        pytest.param("cython", marks=pytest.mark.cython),
+    ],
+)
+def core(request: pytest.FixtureRequest) -> SimpleNamespace:
+    """The core modules of one backend: ``core.grammar``, ``core.trie``, ``core.rights``..."""
+    if request.param == "python":
+        return _PY
+    if _CY is None:
+        if EXPECT == "cython":
+            pytest.fail("the compiled core was expected but eventbus._fast is not importable")
+        pytest.skip("compiled core not built")
+    return _CY
+
+
+@pytest.fixture(scope="session")
+def both_cores() -> list[SimpleNamespace]:
+    """Both backends, for differential tests (only Python when the core is not built)."""
+    if _CY is None and EXPECT == "cython":
+        pytest.fail("the compiled core was expected but eventbus._fast is not importable")
+    return [_PY] if _CY is None else [_PY, _CY]
