@@ -14,6 +14,8 @@ from ._backend import (
     validate_filter,
     validate_topic,
 )
+from .broker import Broker, BrokerConfig
+from .client import Client, Envelope, Subscription, connect
 from .errors import (
     AddressInUse,
     ConnectionLost,
@@ -32,7 +34,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKEND",
     "AddressInUse",
+    "Broker",
+    "BrokerConfig",
+    "Client",
     "ConnectionLost",
+    "Envelope",
     "EventBusError",
     "FrameTooLarge",
     "InvalidTopic",
@@ -40,9 +46,11 @@ __all__ = [
     "PermissionDenied",
     "PolicyError",
     "ProtocolError",
+    "Subscription",
     "Timeout",
     "TopicTrie",
     "__version__",
+    "connect",
     "filter_covers",
     "topic_matches",
     "validate_filter",

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 __all__ = [
     "ADMIN",
@@ -25,25 +26,10 @@ __all__ = [
 
 NO_EXTENSIONS = os.environ.get("EVENTBUS_NO_EXTENSIONS", "") not in ("", "0")
 
-if not NO_EXTENSIONS:
-    try:
-        from ._fast._framing import FrameSplitter
-        from ._fast._grammar import (
-            filter_covers,
-            filter_levels,
-            topic_levels,
-            topic_matches,
-            validate_filter,
-            validate_topic,
-        )
-        from ._fast._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
-        from ._fast._trie import TopicTrie
-    except ImportError:
-        NO_EXTENSIONS = True
-
-if NO_EXTENSIONS:
-    from ._framing import FrameSplitter  # type: ignore[assignment]
-    from ._grammar import (  # type: ignore[assignment]
+if TYPE_CHECKING:
+    # Both twins have the same API; type-check against the reference.
+    from ._framing import FrameSplitter
+    from ._grammar import (
         filter_covers,
         filter_levels,
         topic_levels,
@@ -51,7 +37,36 @@ if NO_EXTENSIONS:
         validate_filter,
         validate_topic,
     )
-    from ._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable  # type: ignore[assignment]
-    from ._trie import TopicTrie  # type: ignore[assignment]
+    from ._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
+    from ._trie import TopicTrie
+else:
+    if not NO_EXTENSIONS:
+        try:
+            from ._fast._framing import FrameSplitter
+            from ._fast._grammar import (
+                filter_covers,
+                filter_levels,
+                topic_levels,
+                topic_matches,
+                validate_filter,
+                validate_topic,
+            )
+            from ._fast._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
+            from ._fast._trie import TopicTrie
+        except ImportError:
+            NO_EXTENSIONS = True
+
+    if NO_EXTENSIONS:
+        from ._framing import FrameSplitter
+        from ._grammar import (
+            filter_covers,
+            filter_levels,
+            topic_levels,
+            topic_matches,
+            validate_filter,
+            validate_topic,
+        )
+        from ._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
+        from ._trie import TopicTrie
 
 BACKEND = "python" if NO_EXTENSIONS else "cython"

@@ -326,3 +326,39 @@ class Frame(_message.Message):
     dropped: Dropped
     goodbye: Goodbye
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., subscribe: _Optional[_Union[Subscribe, _Mapping]] = ..., sub_ack: _Optional[_Union[SubAck, _Mapping]] = ..., unsubscribe: _Optional[_Union[Unsubscribe, _Mapping]] = ..., unsub_ack: _Optional[_Union[UnsubAck, _Mapping]] = ..., publish: _Optional[_Union[Publish, _Mapping]] = ..., pub_ack: _Optional[_Union[PubAck, _Mapping]] = ..., event: _Optional[_Union[EventEnvelope, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., list_request: _Optional[_Union[ListRequest, _Mapping]] = ..., list_reply: _Optional[_Union[ListReply, _Mapping]] = ..., dropped: _Optional[_Union[Dropped, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
+
+class ClientPresence(_message.Message):
+    __slots__ = ("identity", "reason", "subscriptions", "dropped")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    identity: ProcessIdentity
+    reason: str
+    subscriptions: _containers.RepeatedCompositeFieldContainer[SubscriptionInfo]
+    dropped: int
+    def __init__(self, identity: _Optional[_Union[ProcessIdentity, _Mapping]] = ..., reason: _Optional[str] = ..., subscriptions: _Optional[_Iterable[_Union[SubscriptionInfo, _Mapping]]] = ..., dropped: _Optional[int] = ...) -> None: ...
+
+class BrokerStats(_message.Message):
+    __slots__ = ("timestamp_ns", "clients", "subscriptions", "messages_in", "messages_out", "dropped", "bytes_in", "bytes_out", "queued_bytes", "clients_detail")
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_IN_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_OUT_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    timestamp_ns: int
+    clients: int
+    subscriptions: int
+    messages_in: int
+    messages_out: int
+    dropped: int
+    bytes_in: int
+    bytes_out: int
+    queued_bytes: int
+    clients_detail: _containers.RepeatedCompositeFieldContainer[ClientInfo]
+    def __init__(self, timestamp_ns: _Optional[int] = ..., clients: _Optional[int] = ..., subscriptions: _Optional[int] = ..., messages_in: _Optional[int] = ..., messages_out: _Optional[int] = ..., dropped: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., queued_bytes: _Optional[int] = ..., clients_detail: _Optional[_Iterable[_Union[ClientInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,49 @@
+# Everything runs in a private virtualenv (.venv) that `make` creates on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py src/eventbus/_fast/*.pyx src/eventbus/_fast/*.pxd 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: install test test-compiled test-fallback demo broker bench lint proto clean
+
+install: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# The whole suite twice: on the compiled core (a silent fallback fails the guard test),
+# then on the pure-Python core.
+test: install
+	$(MAKE) --no-print-directory test-compiled test-fallback
+
+test-compiled: install
+	EVENTBUS_EXPECT_BACKEND=cython $(PY) -m pytest -q -p no:cacheprovider
+
+test-fallback: install
+	EVENTBUS_NO_EXTENSIONS=1 EVENTBUS_EXPECT_BACKEND=python $(PY) -m pytest -q -p no:cacheprovider
+
+# The broker on its embedded defaults, a demo procmond and a demo agent; Ctrl-C stops all.
+demo: install
+	$(PY) -m eventbus.demo
+
+broker: install
+	$(PY) -m eventbus.broker
+
+bench: install
+	$(PY) -m pytest -q -p no:cacheprovider bench/ --benchmark-columns=min,median,mean,ops --benchmark-sort=name
+	$(PY) bench/e2e.py
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+proto: install
+	$(PY) proto/generate.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info src/eventbus/_fast/*.c src/eventbus/_fast/*.so

@@ -1,0 +1,599 @@
+"""The broker: accepts connections, admits principals, routes events, reports losses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import DecodeError
+
+from .. import topics
+from .._backend import FrameSplitter, validate_filter
+from ..acl import Policy, default_policy
+from ..errors import (
+    ConnectionLost,
+    FrameTooLarge,
+    InvalidTopic,
+    PermissionDenied,
+    ProtocolError,
+)
+from ..protocol import PROTOCOL_VERSION, code_for, encode_frame, error_frame
+from ..transport import Connection, Server, default_address, memory_pair, serve
+from ..v1 import frames_pb2
+from ._routing import Router
+from ._session import Session
+from .config import BrokerConfig
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+__all__ = ["Broker"]
+
+log = logging.getLogger("eventbus.broker")
+
+_Frame = frames_pb2.Frame
+_EventEnvelope = frames_pb2.EventEnvelope
+_ProcessIdentity = frames_pb2.ProcessIdentity
+_E = frames_pb2.ErrorCode
+
+# Codes after which the broker closes the connection.
+_FATAL = frozenset(
+    {
+        _E.ERROR_CODE_PROTOCOL,
+        _E.ERROR_CODE_FRAME_TOO_LARGE,
+        _E.ERROR_CODE_HELLO_TIMEOUT,
+        _E.ERROR_CODE_UNSUPPORTED_VERSION,
+        _E.ERROR_CODE_UNAUTHENTICATED,
+        _E.ERROR_CODE_SLOW_CONSUMER,
+        _E.ERROR_CODE_SHUTTING_DOWN,
+    }
+)
+
+
+class _Close(Exception):
+    """Ends a connection's read loop with a reason (after an Error frame was sent)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Broker:
+    """Routes events between connected clients under an access-control policy.
+
+    Run it standalone (``python -m eventbus.broker``) or inside another asyncio program::
+
+        async with Broker(BrokerConfig(address=path)) as broker:
+            agent = await broker.connect_local("agent")   # in-process, no socket
+            ...
+    """
+
+    def __init__(self, config: BrokerConfig | None = None, **settings: Any) -> None:
+        if config is None:
+            config = BrokerConfig(**settings)
+        elif settings:
+            raise TypeError("pass either a BrokerConfig or keyword settings, not both")
+        self.config = config
+        self.policy: Policy = config.policy or default_policy()
+        self.address = config.address or default_address()
+        self._router = Router(config.max_topic_bytes, config.max_topic_levels)
+        self._sessions: dict[int, Session] = {}
+        self._next_connection_id = 1
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._publishers_paused = False
+        self._identity = _ProcessIdentity(
+            pid=os.getpid(),
+            uid=_getuid(),
+            gid=_getgid(),
+            principal="$broker",
+            client_name=config.name,
+        )
+        self.messages_in = 0
+        self.messages_out = 0
+        self.messages_dropped = 0
+        self._closed_bytes_in = 0
+        self._closed_bytes_out = 0
+        self._limits = frames_pb2.Limits(
+            max_frame_bytes=config.max_frame_bytes,
+            max_topic_bytes=config.max_topic_bytes,
+            max_topic_levels=config.max_topic_levels,
+            max_outbound_bytes=config.max_outbound_bytes,
+            heartbeat_interval_ms=int(config.heartbeat_interval * 1000),
+        )
+        self._handlers: dict[str, Callable[[Session, Any], None]] = {
+            "publish": self._on_publish,
+            "subscribe": self._on_subscribe,
+            "unsubscribe": self._on_unsubscribe,
+            "ping": self._on_ping,
+            "list_request": self._on_list,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on the configured address (raises ``AddressInUse`` if another broker does)."""
+        self._server = await serve(self.address, self._handle, group=self.config.socket_group)
+        self._spawn(self._housekeeping())
+        log.info(
+            "broker %s listening on %s (policy: %s)",
+            self.config.name,
+            self.address,
+            self.policy.name,
+        )
+
+    async def serve_forever(self) -> None:
+        """Wait until :meth:`stop` is called."""
+        await self._stopped.wait()
+
+    async def stop(self) -> None:
+        """Stop accepting, say goodbye to every client, let buffers drain, close."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        goodbye = encode_frame(_Frame(goodbye=frames_pb2.Goodbye(reason="broker shutting down")))
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            session.send(goodbye)
+            session.conn.close()
+        if sessions:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        *(s.conn.wait_closed() for s in sessions), return_exceptions=True
+                    ),
+                    self.config.drain_timeout,
+                )
+        for session in sessions:
+            session.conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._stopped.set()
+        log.info("broker %s stopped", self.config.name)
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def connect_local(
+        self, principal: str = "agent", *, client_name: str = "in-process"
+    ) -> Client:
+        """A client in this process, connected through memory instead of a socket.
+
+        It is admitted like any other connection, with this process's credentials.
+        """
+        from ..client import Client
+
+        server_end, client_end = memory_pair()
+        self._spawn(self._handle(server_end))
+        return await Client.handshake(client_end, principal=principal, client_name=client_name)
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def clients(self) -> int:
+        return len(self._sessions)
+
+    def stats(self) -> frames_pb2.BrokerStats:
+        """Counters of the whole broker and of each connection."""
+        sessions = list(self._sessions.values())
+        return frames_pb2.BrokerStats(
+            timestamp_ns=time.time_ns(),
+            clients=len(sessions),
+            subscriptions=sum(len(s.subscriptions) for s in sessions),
+            messages_in=self.messages_in,
+            messages_out=self.messages_out,
+            dropped=self.messages_dropped,
+            bytes_in=self._closed_bytes_in + sum(s.bytes_in for s in sessions),
+            bytes_out=self._closed_bytes_out + sum(s.bytes_out for s in sessions),
+            queued_bytes=sum(s.conn.write_buffer_size() for s in sessions),
+            clients_detail=[_client_info(s) for s in sessions],
+        )
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _handle(self, conn: Connection) -> None:
+        connection_id = self._next_connection_id
+        self._next_connection_id += 1
+        session = Session(conn, connection_id, self.config.max_outbound_bytes, self._overflow)
+        splitter = FrameSplitter(self.config.max_frame_bytes)
+        reason = "eof"
+        admitted = False
+        try:
+            pending = await self._admit(session, splitter)
+            admitted = True
+            self._sessions[connection_id] = session
+            self._publish_presence(topics.SYS_CLIENT_CONNECTED, session, "connected")
+            loop = asyncio.get_running_loop()
+            session.last_seen = loop.time()
+            for body in pending:
+                self._dispatch(session, body)
+            read = conn.read
+            feed = splitter.feed
+            dispatch = self._dispatch
+            while True:
+                data = await read()
+                if not data:
+                    if splitter.buffered:
+                        reason = f"closed mid-frame ({splitter.buffered} bytes of a frame unread)"
+                    break
+                session.last_seen = loop.time()
+                session.bytes_in += len(data)
+                for body in feed(data):
+                    dispatch(session, body)
+        except _Close as close:
+            reason = close.reason
+        except FrameTooLarge as exc:
+            reason = f"frame too large: {exc}"
+            self._fatal(session, _E.ERROR_CODE_FRAME_TOO_LARGE, str(exc))
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+            self._fatal(session, _E.ERROR_CODE_PROTOCOL, str(exc))
+        except ConnectionLost as exc:
+            reason = f"connection lost: {exc}"
+        except asyncio.CancelledError:
+            reason = "broker shutting down"
+            raise
+        finally:
+            self._forget(session, reason, admitted)
+
+    async def _admit(self, session: Session, splitter: FrameSplitter) -> list[bytes]:
+        """Wait for Hello, check it against the policy, answer Welcome or Error."""
+        conn = session.conn
+        try:
+            bodies = await asyncio.wait_for(
+                self._first_frames(conn, splitter), self.config.hello_timeout
+            )
+        except asyncio.TimeoutError:
+            self._fatal(
+                session,
+                _E.ERROR_CODE_HELLO_TIMEOUT,
+                f"no Hello within {self.config.hello_timeout:g} s",
+            )
+            raise _Close("no Hello in time") from None
+        frame = self._decode(bodies[0])
+        if frame.WhichOneof("body") != "hello":
+            message = f"the first frame must be Hello, not {frame.WhichOneof('body')}"
+            self._fatal(session, _E.ERROR_CODE_PROTOCOL, message)
+            raise _Close(message)
+        hello = frame.hello
+        if hello.protocol_version != PROTOCOL_VERSION:
+            message = (
+                f"protocol version {hello.protocol_version} is not supported "
+                f"(this broker speaks {PROTOCOL_VERSION})"
+            )
+            self._fatal(session, _E.ERROR_CODE_UNSUPPORTED_VERSION, message)
+            raise _Close(message)
+        peer = session.peer
+        try:
+            grant = self.policy.authenticate(
+                hello.principal,
+                peer,
+                max_bytes=self.config.max_topic_bytes,
+                max_levels=self.config.max_topic_levels,
+            )
+        except PermissionDenied as exc:
+            log.warning(
+                "refused pid=%s uid=%s exe=%s as %r: %s",
+                peer.pid,
+                peer.uid,
+                peer.exe,
+                hello.principal,
+                exc,
+            )
+            self._fatal(session, _E.ERROR_CODE_UNAUTHENTICATED, str(exc))
+            raise _Close(f"unauthenticated: {exc}") from None
+        session.authenticate(grant, hello.client_name)
+        log.info(
+            "connection %d: pid=%s uid=%s gid=%s exe=%s admitted as %r (%s)",
+            session.connection_id,
+            peer.pid,
+            peer.uid,
+            peer.gid,
+            peer.exe,
+            grant.principal,
+            hello.client_name or "unnamed",
+        )
+        welcome = frames_pb2.Welcome(
+            protocol_version=PROTOCOL_VERSION,
+            connection_id=session.connection_id,
+            identity=session.identity,
+            rights=frames_pb2.Rights(
+                publish=grant.publish,
+                subscribe=grant.subscribe,
+                admin=grant.admin,
+                rule_set=grant.rule_set,
+            ),
+            limits=self._limits,
+            broker_name=self.config.name,
+        )
+        session.send(encode_frame(_Frame(welcome=welcome)))
+        return bodies[1:]
+
+    @staticmethod
+    async def _first_frames(conn: Connection, splitter: FrameSplitter) -> list[bytes]:
+        while True:
+            data = await conn.read()
+            if not data:
+                raise _Close("closed before Hello")
+            bodies = splitter.feed(data)
+            if bodies:
+                return bodies
+
+    def _forget(self, session: Session, reason: str, admitted: bool) -> None:
+        self._sessions.pop(session.connection_id, None)
+        self._closed_bytes_in += session.bytes_in
+        self._closed_bytes_out += session.bytes_out
+        subscriptions = [
+            frames_pb2.SubscriptionInfo(subscription_id=i, filter=f, group=g)
+            for i, (f, g) in session.subscriptions.items()
+        ]
+        self._router.remove_session(session)
+        session.close()
+        session.conn.close()
+        if admitted:
+            log.info(
+                "connection %d (%s, pid=%s) closed: %s",
+                session.connection_id,
+                session.principal,
+                session.peer.pid,
+                reason,
+            )
+            self._publish_presence(topics.SYS_CLIENT_DISCONNECTED, session, reason, subscriptions)
+
+    # -- frames ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(body: bytes) -> frames_pb2.Frame:
+        try:
+            return _Frame.FromString(body)
+        except DecodeError as exc:
+            raise ProtocolError(f"frame of {len(body)} bytes does not parse: {exc}") from None
+
+    def _dispatch(self, session: Session, body: bytes) -> None:
+        frame = self._decode(body)
+        kind = frame.WhichOneof("body")
+        session.messages_in += 1
+        handler = self._handlers.get(kind) if kind is not None else None
+        if handler is not None:
+            handler(session, getattr(frame, kind))
+        elif kind is None:
+            # Parsed, but no frame kind this broker knows (e.g. from a newer client).
+            self._error(
+                session, 0, _E.ERROR_CODE_PROTOCOL, "frame has no body this broker knows; ignored"
+            )
+        elif kind == "goodbye":
+            raise _Close("goodbye" + (f": {frame.goodbye.reason}" if frame.goodbye.reason else ""))
+        elif kind == "pong":
+            pass
+        else:
+            message = f"a client may not send {kind} frames"
+            self._fatal(session, _E.ERROR_CODE_PROTOCOL, message)
+            raise _Close(message)
+
+    def _on_publish(self, session: Session, publish: frames_pb2.Publish) -> None:
+        request_id = publish.request_id
+        topic = publish.topic
+        grant = session.grant
+        assert grant is not None
+        try:
+            if not grant.may_publish(topic):
+                grant.check_publish(topic)
+            envelope = _EventEnvelope(
+                topic=topic,
+                payload=publish.payload,
+                timestamp_ns=time.time_ns(),
+                publisher=session.identity,
+                reply_to=publish.reply_to,
+            )
+            if publish.HasField("correlation"):
+                envelope.correlation.CopyFrom(publish.correlation)
+            data = encode_frame(_Frame(event=envelope))
+            delivered, dropped = self._router.fan_out(topic, data)
+        except (InvalidTopic, PermissionDenied) as exc:
+            self._error(session, request_id, code_for(exc), str(exc))
+            return
+        self.messages_in += 1
+        self.messages_out += delivered
+        self.messages_dropped += dropped
+        if request_id:
+            if publish.reply_to and not delivered and not dropped:
+                self._error(
+                    session, request_id, _E.ERROR_CODE_NO_RESPONDERS, f"no subscriber for {topic!r}"
+                )
+            else:
+                ack = frames_pb2.PubAck(request_id=request_id, delivered=delivered, dropped=dropped)
+                session.send(encode_frame(_Frame(pub_ack=ack)))
+
+    def _on_subscribe(self, session: Session, subscribe: frames_pb2.Subscribe) -> None:
+        request_id = subscribe.request_id
+        topic_filter = subscribe.filter
+        grant = session.grant
+        assert grant is not None
+        try:
+            validate_filter(
+                topic_filter,
+                max_bytes=self.config.max_topic_bytes,
+                max_levels=self.config.max_topic_levels,
+            )
+            grant.check_subscribe(topic_filter)
+        except (InvalidTopic, PermissionDenied) as exc:
+            self._error(session, request_id, code_for(exc), str(exc))
+            return
+        if request_id in session.subscriptions:
+            self._error(
+                session,
+                request_id,
+                _E.ERROR_CODE_PROTOCOL,
+                f"subscription id {request_id} is already in use",
+            )
+            return
+        # The request id names the subscription: unique per connection, known to both sides.
+        self._router.subscribe(session, request_id, topic_filter, subscribe.group)
+        ack = frames_pb2.SubAck(request_id=request_id, subscription_id=request_id)
+        session.send(encode_frame(_Frame(sub_ack=ack)))
+
+    def _on_unsubscribe(self, session: Session, unsubscribe: frames_pb2.Unsubscribe) -> None:
+        if self._router.unsubscribe(session, unsubscribe.subscription_id):
+            ack = frames_pb2.UnsubAck(request_id=unsubscribe.request_id)
+            session.send(encode_frame(_Frame(unsub_ack=ack)))
+        else:
+            self._error(
+                session,
+                unsubscribe.request_id,
+                _E.ERROR_CODE_NOT_FOUND,
+                f"no subscription {unsubscribe.subscription_id} on this connection",
+            )
+
+    def _on_ping(self, session: Session, ping: frames_pb2.Ping) -> None:
+        session.send(encode_frame(_Frame(pong=frames_pb2.Pong(nonce=ping.nonce))))
+
+    def _on_list(self, session: Session, request: frames_pb2.ListRequest) -> None:
+        grant = session.grant
+        assert grant is not None
+        if request.all_clients:
+            try:
+                grant.check_admin("list all clients")
+            except PermissionDenied as exc:
+                self._error(session, request.request_id, code_for(exc), str(exc))
+                return
+            sessions = list(self._sessions.values())
+        else:
+            sessions = [session]
+        reply = frames_pb2.ListReply(
+            request_id=request.request_id, clients=[_client_info(s) for s in sessions]
+        )
+        session.send(encode_frame(_Frame(list_reply=reply)))
+
+    def _error(self, session: Session, request_id: int, code: int, message: str) -> None:
+        session.send(encode_frame(error_frame(code, message, request_id)))  # type: ignore[arg-type]
+
+    def _fatal(self, session: Session, code: int, message: str) -> None:
+        log.warning("connection %d (pid=%s): %s", session.connection_id, session.peer.pid, message)
+        self._error(session, 0, code, message)
+
+    # -- flow control, presence, housekeeping -----------------------------------------------
+
+    def _overflow(self, session: Session) -> bool:
+        """An event did not fit a subscriber's buffer; True keeps the subscriber."""
+        if self.config.slow_consumer == "disconnect" and not session.closed:
+            self._fatal(
+                session,
+                _E.ERROR_CODE_SLOW_CONSUMER,
+                f"outbound buffer over {self.config.max_outbound_bytes} bytes",
+            )
+            session.close()
+            session.conn.close()
+            return False
+        return True
+
+    def _publish_presence(
+        self,
+        topic: str,
+        session: Session,
+        reason: str,
+        subscriptions: list[frames_pb2.SubscriptionInfo] | None = None,
+    ) -> None:
+        if self._stopping and topic == topics.SYS_CLIENT_DISCONNECTED:
+            return
+        presence = frames_pb2.ClientPresence(
+            identity=session.identity,
+            reason=reason,
+            subscriptions=subscriptions or (),
+            dropped=session.dropped_total,
+        )
+        self.publish_system(topic, presence.SerializeToString())
+
+    def publish_system(self, topic: str, payload: bytes) -> int:
+        """Publish a broker event (``$SYS...``) with the broker as publisher."""
+        envelope = _EventEnvelope(
+            topic=topic, payload=payload, timestamp_ns=time.time_ns(), publisher=self._identity
+        )
+        delivered, dropped = self._router.fan_out(topic, encode_frame(_Frame(event=envelope)))
+        self.messages_out += delivered
+        self.messages_dropped += dropped
+        return delivered
+
+    async def _housekeeping(self) -> None:
+        """Close silent connections, publish stats, guard the memory budget."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        tick = min(config.heartbeat_interval / 2, 0.5)
+        next_stats = loop.time() + config.stats_interval
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            silent_for = 3 * config.heartbeat_interval
+            for session in list(self._sessions.values()):
+                if now - session.last_seen > silent_for and not session.closed:
+                    message = f"no frame for {silent_for:g} s (3 heartbeat intervals)"
+                    self._fatal(session, _E.ERROR_CODE_TIMEOUT, message)
+                    session.conn.close()
+            self._guard_memory()
+            if config.stats_interval > 0 and now >= next_stats:
+                next_stats = now + config.stats_interval
+                self.publish_system(topics.SYS_BROKER_STATS, self.stats().SerializeToString())
+
+    def _guard_memory(self) -> None:
+        queued = sum(s.conn.write_buffer_size() for s in self._sessions.values())
+        budget = self.config.memory_budget_bytes
+        if not self._publishers_paused and queued > budget:
+            self._publishers_paused = True
+            log.warning(
+                "queued %d bytes, over the budget of %d: pausing publishers", queued, budget
+            )
+            for session in self._sessions.values():
+                session.conn.pause_reading()
+                session.paused = True
+        elif self._publishers_paused and queued <= budget // 2:
+            self._publishers_paused = False
+            log.info("queued bytes back to %d: resuming publishers", queued)
+            for session in self._sessions.values():
+                if session.paused:
+                    session.conn.resume_reading()
+                    session.paused = False
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _client_info(session: Session) -> frames_pb2.ClientInfo:
+    return frames_pb2.ClientInfo(
+        identity=session.identity,
+        subscriptions=[
+            frames_pb2.SubscriptionInfo(subscription_id=i, filter=f, group=g)
+            for i, (f, g) in session.subscriptions.items()
+        ],
+        messages_in=session.messages_in,
+        messages_out=session.messages_out,
+        dropped=session.dropped_total,
+        queued_bytes=session.conn.write_buffer_size(),
+        connected_at_ns=session.connected_at_ns,
+    )
+
+
+def _getuid() -> int:
+    return os.getuid() if hasattr(os, "getuid") else 0
+
+
+def _getgid() -> int:
+    return os.getgid() if hasattr(os, "getgid") else 0

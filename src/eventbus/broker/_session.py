@@ -1,0 +1,138 @@
+"""One client connection as the broker sees it: identity, grant, subscriptions, counters.
+
+Outbound flow control lives here: every event is written at once unless the connection's
+queued bytes would pass the limit, in which case that event is dropped for this subscriber
+only, counted, and reported in-band (``Dropped``) as soon as the buffer has drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from ..acl import Grant
+from ..protocol import encode_frame
+from ..transport import Connection, PeerCredentials
+from ..v1 import frames_pb2
+
+__all__ = ["Session"]
+
+
+class Session:
+    """Broker-side state of one connection."""
+
+    __slots__ = (
+        "_drain_task",
+        "bytes_in",
+        "bytes_out",
+        "client_name",
+        "closed",
+        "conn",
+        "connected_at_ns",
+        "connection_id",
+        "dropped_pending",
+        "dropped_total",
+        "filter_refs",
+        "grant",
+        "identity",
+        "last_seen",
+        "messages_in",
+        "messages_out",
+        "on_overflow",
+        "outbound_limit",
+        "paused",
+        "peer",
+        "subscriptions",
+    )
+
+    def __init__(
+        self,
+        conn: Connection,
+        connection_id: int,
+        outbound_limit: int,
+        on_overflow: Callable[[Session], bool],
+    ) -> None:
+        self.conn = conn
+        self.connection_id = connection_id
+        self.peer: PeerCredentials = conn.peer
+        self.grant: Grant | None = None
+        self.client_name = ""
+        self.identity = frames_pb2.ProcessIdentity(
+            pid=conn.peer.pid or 0,
+            uid=conn.peer.uid or 0,
+            gid=conn.peer.gid or 0,
+            connection_id=connection_id,
+        )
+        # subscription id -> (filter, group); group "" for a plain subscription.
+        self.subscriptions: dict[int, tuple[str, str]] = {}
+        # plain filter -> how many of this connection's subscriptions use it.
+        self.filter_refs: dict[str, int] = {}
+        self.outbound_limit = outbound_limit
+        # Called when an event does not fit; returns True to keep the connection.
+        self.on_overflow = on_overflow
+        self.messages_in = 0
+        self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.dropped_pending = 0
+        self.dropped_total = 0
+        self.connected_at_ns = time.time_ns()
+        self.last_seen = 0.0
+        self.closed = False
+        self.paused = False
+        self._drain_task: asyncio.Task[None] | None = None
+        # Pause writing (so drain() waits) well before the limit, resume lower still.
+        conn.set_write_buffer_limits(high=outbound_limit // 2, low=outbound_limit // 4)
+
+    @property
+    def principal(self) -> str:
+        return self.grant.principal if self.grant is not None else ""
+
+    def authenticate(self, grant: Grant, client_name: str) -> None:
+        self.grant = grant
+        self.client_name = client_name
+        self.identity.principal = grant.principal
+        self.identity.client_name = client_name
+
+    def send(self, data: bytes) -> None:
+        """Write a control frame (answers, errors): never subject to the event limit."""
+        if not self.closed:
+            self.conn.write(data)
+            self.bytes_out += len(data)
+
+    def deliver(self, data: bytes) -> bool:
+        """Write one encoded event; False when it was dropped for this subscriber."""
+        if self.closed:
+            return False
+        conn = self.conn
+        if conn.write_buffer_size() + len(data) > self.outbound_limit:
+            self.dropped_pending += 1
+            self.dropped_total += 1
+            if self.on_overflow(self) and self._drain_task is None:
+                self._drain_task = asyncio.get_running_loop().create_task(self._report_drops())
+            return False
+        conn.write(data)
+        self.messages_out += 1
+        self.bytes_out += len(data)
+        return True
+
+    async def _report_drops(self) -> None:
+        try:
+            await self.conn.drain()
+        except Exception:
+            return
+        finally:
+            self._drain_task = None
+        if self.dropped_pending and not self.closed:
+            count, self.dropped_pending = self.dropped_pending, 0
+            frame = frames_pb2.Frame(
+                dropped=frames_pb2.Dropped(count=count, total=self.dropped_total)
+            )
+            self.send(encode_frame(frame))
+
+    def close(self) -> None:
+        self.closed = True
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            self._drain_task = None

@@ -1,0 +1,58 @@
+"""Broker settings: limits, deadlines and policies, with the defaults of the design."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..acl import Policy
+from ..protocol import DEFAULT_MAX_FRAME
+
+__all__ = ["BrokerConfig"]
+
+
+@dataclass
+class BrokerConfig:
+    """Everything a broker can be told. The defaults are the embedded defaults."""
+
+    #: Socket path or pipe name; ``None`` means :func:`eventbus.transport.default_address`.
+    address: str | None = None
+    #: Access-control policy; ``None`` means the embedded default policy.
+    policy: Policy | None = None
+    #: Group allowed to reach the socket (directory 0750, socket 0660); ``None``: owner only.
+    socket_group: int | str | None = None
+    name: str = "daemoneye-eventbus"
+    max_frame_bytes: int = DEFAULT_MAX_FRAME
+    max_topic_bytes: int = 256
+    max_topic_levels: int = 16
+    #: Bytes a subscriber may have queued before its newest events are dropped.
+    max_outbound_bytes: int = 8 << 20
+    #: What happens to a subscriber over its outbound limit.
+    slow_consumer: Literal["drop", "disconnect"] = "drop"
+    #: Total queued bytes over all connections before publishers are paused.
+    memory_budget_bytes: int = 256 << 20
+    hello_timeout: float = 5.0
+    #: Clients ping at this interval; a connection silent for three intervals is closed.
+    heartbeat_interval: float = 5.0
+    #: Seconds between ``$SYS.broker.stats`` events; 0 turns them off.
+    stats_interval: float = 10.0
+    #: Seconds a stopping broker waits for outbound buffers to drain.
+    drain_timeout: float = 5.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_frame_bytes",
+            "max_topic_bytes",
+            "max_topic_levels",
+            "max_outbound_bytes",
+            "memory_budget_bytes",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"BrokerConfig.{name} must be positive")
+        if self.max_frame_bytes > (1 << 32) - 1:
+            raise ValueError("BrokerConfig.max_frame_bytes must fit the 4-byte length prefix")
+        if self.slow_consumer not in ("drop", "disconnect"):
+            raise ValueError("BrokerConfig.slow_consumer must be 'drop' or 'disconnect'")
+        if self.hello_timeout <= 0 or self.heartbeat_interval <= 0:
+            raise ValueError("BrokerConfig timeouts must be positive")
