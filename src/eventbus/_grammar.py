@@ -135,6 +135,11 @@ def filter_covers(outer: str, inner: str) -> bool:
     """
     olevels = _split(outer, True, DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS)
     ilevels = _split(inner, True, DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS)
+    return _covers(olevels, ilevels)
+
+
+def _covers(olevels: list[str], ilevels: list[str]) -> bool:
+    """:func:`filter_covers` on validated levels (the rights table keeps its rules so)."""
     count = len(ilevels)
     for index, level in enumerate(olevels):
         if level == "#":
@@ -144,7 +149,9 @@ def filter_covers(outer: str, inner: str) -> bool:
             return False
         sub = ilevels[index]
         if sub == "#":
-            return False
+            # Inner '#' here also matches the topic that ends before it, which outer misses;
+            # at the first level no such topic exists, and '+.#' matches all that '#' does.
+            return index == 0 and olevels == ["+", "#"]
         if level == "+":
             if index == 0 and sub[0] == "$":
                 return False
