@@ -8,12 +8,13 @@ nodes carry the OR of the bits of the filters ending there, so a publish check i
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 
 from ._grammar import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_LEVELS,
-    filter_covers,
+    _covers,
     filter_levels,
     topic_levels,
 )
@@ -40,7 +41,17 @@ class _Node:
 class RightsTable:
     """The topic rights of one principal: ``(filter, bits)`` allow rules, default deny."""
 
-    __slots__ = ("_max_bytes", "_max_levels", "_pub_cache", "_root", "_rules", "_sub_cache")
+    __slots__ = (
+        "_max_bytes",
+        "_max_levels",
+        "_pub_cache",
+        "_pub_order",
+        "_root",
+        "_rule_levels",
+        "_rules",
+        "_sub_cache",
+        "_sub_order",
+    )
 
     def __init__(
         self,
@@ -52,12 +63,17 @@ class RightsTable:
         self._root = _Node()
         self._max_bytes = max_bytes
         self._max_levels = max_levels
+        # Bounded caches; the deques keep the keys in insertion order, oldest first.
         self._pub_cache: dict[str, int] = {}
+        self._pub_order: deque[str] = deque()
         self._sub_cache: dict[str, bool] = {}
+        self._sub_order: deque[str] = deque()
         compiled: list[tuple[str, int]] = []
+        rule_levels: list[tuple[list[str], int]] = []
         for topic_filter, bits in rules:
             node = self._root
-            for level in filter_levels(topic_filter, max_bytes, max_levels):
+            levels = filter_levels(topic_filter, max_bytes, max_levels)
+            for level in levels:
                 if level == "#":
                     node.hash_mask |= bits
                     break
@@ -73,7 +89,10 @@ class RightsTable:
             else:
                 node.mask |= bits
             compiled.append((topic_filter, bits))
+            rule_levels.append((levels, bits))
         self._rules = tuple(compiled)
+        # Covers is checked on the levels, so the table's own limits apply, not the defaults.
+        self._rule_levels = tuple(rule_levels)
 
     @property
     def rules(self) -> tuple[tuple[str, int], ...]:
@@ -94,8 +113,9 @@ class RightsTable:
             bits = _walk(root, levels, 0)
         cache = self._pub_cache
         if len(cache) >= _CACHE_SIZE:
-            del cache[next(iter(cache))]
+            del cache[self._pub_order.popleft()]
         cache[topic] = bits
+        self._pub_order.append(topic)
         return bits
 
     def may_publish(self, topic: str) -> bool:
@@ -107,16 +127,17 @@ class RightsTable:
         cached = self._sub_cache.get(topic_filter)
         if cached is not None:
             return cached
-        filter_levels(topic_filter, self._max_bytes, self._max_levels)
+        levels = filter_levels(topic_filter, self._max_bytes, self._max_levels)
         allowed = False
-        for rule, bits in self._rules:
-            if bits & SUBSCRIBE and filter_covers(rule, topic_filter):
+        for rule_levels, bits in self._rule_levels:
+            if bits & SUBSCRIBE and _covers(rule_levels, levels):
                 allowed = True
                 break
         cache = self._sub_cache
         if len(cache) >= _CACHE_SIZE:
-            del cache[next(iter(cache))]
+            del cache[self._sub_order.popleft()]
         cache[topic_filter] = allowed
+        self._sub_order.append(topic_filter)
         return allowed
 
 
