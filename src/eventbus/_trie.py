@@ -8,6 +8,7 @@ keeps ``pwc``/``fwc`` apart). ``match`` results are kept in a bounded cache that
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Hashable
 
 from ._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS, filter_levels, topic_levels
@@ -35,10 +36,19 @@ class TopicTrie:
     """Maps topic filters to values; ``match(topic)`` gives the values whose filters match.
 
     Each ``(filter, value)`` pair is stored once. Values may be any hashable objects.
+    ``cache_size`` bounds the match cache (oldest entries go first); 0 disables it.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_count", "_generation", "_max_bytes", "_max_levels",
-                 "_root")
+    __slots__ = (
+        "_cache",
+        "_cache_order",
+        "_cache_size",
+        "_count",
+        "_generation",
+        "_max_bytes",
+        "_max_levels",
+        "_root",
+    )
 
     def __init__(
         self,
@@ -49,6 +59,8 @@ class TopicTrie:
     ) -> None:
         self._root = _Node()
         self._cache: dict[str, tuple[Hashable, ...]] = {}
+        # The cached topics in insertion order, so evicting the oldest is O(1).
+        self._cache_order: deque[str] = deque()
         self._cache_size = cache_size
         self._count = 0
         self._generation = 0
@@ -128,10 +140,13 @@ class TopicTrie:
         else:
             _collect(root, levels, 0, found)
         result = tuple(found)
-        cache = self._cache
-        if len(cache) >= self._cache_size:
-            del cache[next(iter(cache))]
-        cache[topic] = result
+        size = self._cache_size
+        if size > 0:
+            cache = self._cache
+            if len(cache) >= size:
+                del cache[self._cache_order.popleft()]
+            cache[topic] = result
+            self._cache_order.append(topic)
         return result
 
     def _prune(self, path: list[tuple[_Node, str]]) -> None:
@@ -148,6 +163,7 @@ class TopicTrie:
         self._count += delta
         self._generation += 1
         self._cache.clear()
+        self._cache_order.clear()
 
 
 def _collect(node: _Node, levels: list[str], index: int, found: dict[Hashable, None]) -> None:
