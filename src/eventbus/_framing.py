@@ -38,6 +38,11 @@ class FrameSplitter:
 
         Raises :class:`FrameTooLarge` when a header declares more than ``max_frame`` bytes.
         """
+        if not isinstance(data, (bytes, bytearray)):
+            # Any buffer counts as its bytes (a memoryview's len() counts items, and its
+            # items may be wider); anything else fails here, whatever its length.
+            source = memoryview(data)
+            data = source.cast("B") if source.c_contiguous else source.tobytes()
         buffer = self._buffer
         if buffer:
             buffer += data
