@@ -1,0 +1,267 @@
+"""A stand-in collector process (procmond, netmond, ...) driven over stdin/stdout.
+
+Run by the integration tests as a separate OS process::
+
+    python tests/procs/collector.py --address SOCK --principal procmond \
+        --subscribe control.collector.task.process [--subscribe F@GROUP] [--ack-topic T]
+
+It connects as the principal, subscribes, and prints one JSON object per line on stdout:
+
+- ``{"event": "ready", "pid": ..., "connection_id": ..., "backend": ..., ...}`` once
+  connected and subscribed, or ``{"event": "refused", "error": ..., "message": ...}`` (exit 3)
+  when the broker does not admit it.
+- ``{"event": "received", ...}`` for every event, when started with ``--echo``.
+
+Then it reads commands from stdin, one per line, and answers each with one line:
+
+- ``publish COUNT TOPIC [TOPIC...]``: publish COUNT events round-robin over the topics,
+  sequence numbers 0..COUNT-1 (in the payload and in the correlation metadata), then make
+  sure the broker has handled them all (a ping round trip) -> ``published``.
+- ``try-publish TOPIC`` / ``try-subscribe FILTER`` / ``try-list-all``: attempt the operation
+  -> ``result`` with ``ok`` and, on failure, the exception type and message.
+- ``unsubscribe FILTER`` -> ``unsubscribed``.
+- ``list`` -> ``list`` with this connection's subscriptions as the broker reports them.
+- ``stop``: make sure every event the broker wrote to this connection has been taken, then
+  report everything received per subscription -> ``report``; close and exit 0.
+
+When the broker goes away it prints ``report`` and ``closed`` (with the error) and exits 0.
+EOF on stdin (the test process died) makes it exit as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import eventbus
+from eventbus import topics
+from eventbus.eventloop import run
+from eventbus.v1 import frames_pb2, payloads_pb2
+
+_LIFECYCLE_KIND = payloads_pb2.PROCESS_EVENT_KIND_START
+
+
+def emit(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def payload_for(topic: str, name: str, seq: int) -> bytes:
+    """The payload of event ``seq``: a ProcessEvent on process topics, JSON elsewhere.
+
+    Both carry the sequence number, so a subscriber can check the payload against the
+    correlation metadata the broker passed along.
+    """
+    if topics.payload_type(topic) is payloads_pb2.ProcessEvent:
+        event = payloads_pb2.ProcessEvent(
+            kind=_LIFECYCLE_KIND,
+            pid=os.getpid(),
+            name="collector",
+            collector_id=f"{name}:{seq}",
+            observed_ns=time.time_ns(),
+        )
+        return event.SerializeToString()
+    return json.dumps({"source": name, "seq": seq}).encode()
+
+
+def describe(envelope: eventbus.Envelope) -> dict[str, Any]:
+    publisher = envelope.publisher
+    record: dict[str, Any] = {
+        "topic": envelope.topic,
+        "pid": publisher.pid,
+        "uid": publisher.uid,
+        "principal": publisher.principal,
+        "connection_id": publisher.connection_id,
+        "seq": envelope.correlation.sequence if envelope.correlation is not None else None,
+    }
+    if topics.payload_type(envelope.topic) is payloads_pb2.Task:
+        task = payloads_pb2.Task.FromString(envelope.payload)
+        record["task_id"] = task.task_id
+    return record
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    return {"error": type(exc).__name__, "message": str(exc)}
+
+
+class Collector:
+    def __init__(self, client: eventbus.Client, args: argparse.Namespace) -> None:
+        self.client = client
+        self.args = args
+        self.name = args.name or f"{args.principal}[{os.getpid()}]"
+        self.subs: dict[str, eventbus.Subscription] = {}
+        self.received: dict[str, list[dict[str, Any]]] = {}
+        self.consumers: list[asyncio.Task[None]] = []
+        self.lost: BaseException | None = None
+
+    async def subscribe(self, spec: str) -> None:
+        topic_filter, _, group = spec.partition("@")
+        sub = await self.client.subscribe(topic_filter, group=group or None)
+        self.subs[spec] = sub
+        self.received[spec] = []
+        self.consumers.append(asyncio.get_running_loop().create_task(self.consume(spec, sub)))
+
+    async def consume(self, spec: str, sub: eventbus.Subscription) -> None:
+        records = self.received[spec]
+        try:
+            async for envelope in sub:
+                # Recorded in the same step that took it off the queue: once every queue
+                # is empty, every taken event is in the report.
+                record = describe(envelope)
+                records.append(record)
+                if self.args.echo:
+                    emit("received", filter=spec, **record)
+                if self.args.ack_topic and "task_id" in record:
+                    status = payloads_pb2.HealthStatus(
+                        component=self.name,
+                        message=f"ack {record['task_id']}",
+                        details={"task_id": record["task_id"], "pid": str(os.getpid())},
+                    )
+                    await self.client.publish(self.args.ack_topic, status)
+        except eventbus.EventBusError as exc:
+            self.lost = exc
+
+    async def settle(self) -> None:
+        """Wait until every event already written to this connection is in the report.
+
+        The broker answers a ping after everything it wrote here before, and the client
+        queues each event before it handles the pong; then the consumers empty the queues.
+        """
+        await self.client.ping()
+        while any(sub.pending for sub in self.subs.values()):
+            await asyncio.sleep(0)
+
+    async def command(self, line: str) -> bool:
+        """Run one command line; False when the collector should stop."""
+        words = line.split()
+        if not words:
+            return True
+        op, rest = words[0], words[1:]
+        if op == "publish":
+            count, names = int(rest[0]), rest[1:]
+            for seq in range(count):
+                topic = names[seq % len(names)]
+                correlation = frames_pb2.CorrelationMetadata(correlation_id=self.name, sequence=seq)
+                await self.client.publish(
+                    topic, payload_for(topic, self.name, seq), correlation=correlation
+                )
+            await self.client.ping()
+            emit("published", count=count)
+        elif op in ("try-publish", "try-subscribe", "try-list-all"):
+            try:
+                if op == "try-publish":
+                    await self.client.publish(rest[0], b"forbidden?")
+                elif op == "try-subscribe":
+                    await self.subscribe(rest[0])
+                else:
+                    await self.client.list_subscriptions(all_clients=True)
+            except eventbus.EventBusError as exc:
+                emit("result", op=op, arg=rest[0] if rest else None, ok=False, **error_fields(exc))
+            else:
+                emit("result", op=op, arg=rest[0] if rest else None, ok=True)
+        elif op == "unsubscribe":
+            await self.subs.pop(rest[0]).unsubscribe()
+            emit("unsubscribed", filter=rest[0])
+        elif op == "list":
+            clients = await self.client.list_subscriptions()
+            emit(
+                "list",
+                clients=[
+                    {
+                        "pid": info.identity.pid,
+                        "principal": info.identity.principal,
+                        "filters": [s.filter for s in info.subscriptions],
+                    }
+                    for info in clients
+                ],
+            )
+        elif op == "stop":
+            await self.settle()
+            emit("report", received=self.received)
+            return False
+        else:
+            emit("result", op=op, ok=False, error="UnknownCommand", message=line)
+        return True
+
+
+def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
+    """Lines of stdin, read by a thread (portable; stdin may be a pipe or a console)."""
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def reader() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    return queue
+
+
+async def main(args: argparse.Namespace) -> int:
+    try:
+        client = await eventbus.connect(
+            args.address, principal=args.principal, client_name=args.client_name
+        )
+    except eventbus.EventBusError as exc:
+        emit("refused", **error_fields(exc))
+        return 3
+    collector = Collector(client, args)
+    for spec in args.subscribe:
+        await collector.subscribe(spec)
+    identity = client.identity
+    emit(
+        "ready",
+        pid=os.getpid(),
+        principal=client.principal,
+        connection_id=client.connection_id,
+        identity={"pid": identity.pid, "uid": identity.uid, "principal": identity.principal},
+        backend=eventbus.BACKEND,
+        subscriptions=list(collector.subs),
+    )
+    commands = stdin_lines(asyncio.get_running_loop())
+    closed = asyncio.ensure_future(client.wait_closed())
+    while True:
+        next_line = asyncio.ensure_future(commands.get())
+        await asyncio.wait({next_line, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if closed.done():
+            next_line.cancel()
+            # Take whatever was queued before the connection ended.
+            await asyncio.gather(*collector.consumers, return_exceptions=True)
+            emit("report", received=collector.received)
+            error = closed.result() or collector.lost
+            emit("closed", **(error_fields(error) if error is not None else {"error": None}))
+            return 0
+        line = next_line.result()
+        if line is None:
+            await client.close()
+            return 0
+        try:
+            keep_going = await collector.command(line)
+        except eventbus.ConnectionLost:
+            continue  # reported by the branch above on the next turn
+        if not keep_going:
+            await client.close()
+            return 0
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--principal", required=True)
+    parser.add_argument("--name", help="collector id used in payloads")
+    parser.add_argument("--client-name", help="client name claimed in Hello")
+    parser.add_argument(
+        "--subscribe", action="append", default=[], metavar="FILTER[@GROUP]", help="repeatable"
+    )
+    parser.add_argument("--ack-topic", help="publish a HealthStatus here for each task received")
+    parser.add_argument("--echo", action="store_true", help="print each event as it arrives")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main(parse())))
