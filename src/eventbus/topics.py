@@ -25,7 +25,7 @@ from typing import Final, Literal, get_args
 from google.protobuf.message import DecodeError, Message
 
 from eventbus.errors import InvalidTopic, ProtocolError
-from eventbus.v1 import payloads_pb2
+from eventbus.v1 import frames_pb2, payloads_pb2
 
 __all__ = [
     "COLLECTOR_CONFIG",
@@ -154,6 +154,10 @@ _PAYLOADS: dict[str, type[Message]] = {
     HEALTH_STATUS: payloads_pb2.HealthStatus,
     # Replies (DiagnosticsReply) go to the request's reply inbox, not to this topic.
     HEALTH_DIAGNOSTICS: payloads_pb2.DiagnosticsRequest,
+    # Broker-published; their schema lives with the wire protocol.
+    SYS_CLIENT_CONNECTED: frames_pb2.ClientPresence,
+    SYS_CLIENT_DISCONNECTED: frames_pb2.ClientPresence,
+    SYS_BROKER_STATS: frames_pb2.BrokerStats,
 }
 
 
