@@ -8,7 +8,7 @@ Starts each as its own OS process, in this order, each once the previous one is 
 
 Every line they print is relayed with the program's name in front. Ctrl-C (SIGINT), SIGTERM
 or the end of ``--duration`` stops them in the reverse order (procmond, agent, broker),
-each with SIGINT, waiting for each to exit; exit status 0 when all stopped cleanly.
+each with SIGTERM, waiting for each to exit; exit status 0 when all stopped cleanly.
 
 By default the broker listens on a private socket in a fresh temporary directory, so the
 demo never collides with a broker already running on the default address; ``--address``
@@ -179,10 +179,10 @@ class _Child:
             self._watch = None
 
     async def stop(self, hurry: asyncio.Event) -> bool:
-        """Ask it to stop (SIGINT), wait; kill it after a while or on ``hurry``.
+        """Ask it to stop (SIGTERM), wait; kill it after a while or on ``hurry``.
 
-        True when it exited by itself with status 0 (or by our SIGINT, if it had not yet
-        installed its handler).
+        True when it exited with status 0, or by our SIGTERM if it was still starting up
+        (the handler that makes it stop cleanly was not installed yet).
         """
         proc = self.proc
         killed = False
@@ -191,7 +191,8 @@ class _Child:
                 if sys.platform == "win32":
                     proc.terminate()
                 else:
-                    proc.send_signal(signal.SIGINT)
+                    # Not SIGINT: a Python still importing would die with a traceback.
+                    proc.send_signal(signal.SIGTERM)
             exited = asyncio.get_running_loop().create_task(proc.wait())
             hurried = asyncio.get_running_loop().create_task(hurry.wait())
             await asyncio.wait(
@@ -207,7 +208,7 @@ class _Child:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.relay, 5.0)
         code = proc.returncode
-        clean = not killed and code in (0, -signal.SIGINT)
+        clean = not killed and code in (0, -signal.SIGTERM)
         self.out.line("demo", f"{self.name} exited with status {code}")
         return clean
 
