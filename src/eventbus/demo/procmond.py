@@ -129,13 +129,19 @@ class _Processes:
         worker thread.
         """
         current: dict[_Key, psutil.Process] = {}
-        for proc in psutil.process_iter():
+        # A fresh Process per pid, not psutil.process_iter(): its cached objects keep the
+        # start time they first read, so a reused pid would look like the same process.
+        for pid in psutil.pids():
             try:
-                key = (proc.pid, proc.create_time())
+                proc = psutil.Process(pid)
+            except psutil.Error:
+                continue
+            try:
+                key = (pid, proc.create_time())
             except psutil.NoSuchProcess:
                 continue
             except psutil.AccessDenied:
-                key = (proc.pid, 0.0)
+                key = (pid, 0.0)
             current[key] = proc
         started: list[payloads_pb2.ProcessEvent] = []
         for key, proc in current.items():
