@@ -137,7 +137,7 @@ class _Child:
             env=env,
             **options,  # type: ignore[arg-type]
         )
-        out.line("demo", f"{name} pid {proc.pid}: {' '.join(args)}")
+        out.line("demo", f"{name} pid {proc.pid}: python {' '.join(args)}")
         return cls(name, proc, out)
 
     async def _relay(self) -> None:

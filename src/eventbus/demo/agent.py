@@ -163,10 +163,8 @@ class _Agent:
                 deadline_ns=time.time_ns() + 10 * 1_000_000_000,
             )
             reached = await self.client.publish(topics.TASK_PROCESS, task, confirm=True)
-            say(
-                f"sent task {task.task_id} on {topics.TASK_PROCESS}: "
-                f"reached {reached} subscriber(s)"
-            )
+            outcome = f"reached {reached} subscriber(s)" if reached else "no collector is listening"
+            say(f"sent task {task.task_id} on {topics.TASK_PROCESS}: {outcome}")
 
 
 async def _run(args: argparse.Namespace) -> int:
