@@ -75,12 +75,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _text(value: str | None) -> str:
+    """``value`` as valid UTF-8 text, which a protobuf string must be.
+
+    psutil decodes names and arguments that are not UTF-8 with surrogate escapes; those
+    bytes are shown as ``\\xNN`` instead.
+    """
+    if not value:
+        return ""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _cmdline(args: list[str] | None) -> list[str]:
     if not args:
         return []
     kept: list[str] = []
     left = _CMDLINE_CHARS
-    for arg in args:
+    for arg in map(_text, args):
         if len(arg) > left:
             kept.append(arg[:left] + "...")
             break
@@ -100,10 +114,10 @@ def _describe(proc: psutil.Process, key: _Key) -> payloads_pb2.ProcessEvent | No
         kind=_Kind.PROCESS_EVENT_KIND_START,
         pid=proc.pid,
         ppid=info["ppid"] or 0,
-        name=info["name"] or "",
-        exe=info["exe"] or "",
+        name=_text(info["name"]),
+        exe=_text(info["exe"]),
         cmdline=_cmdline(info["cmdline"]),
-        user=info["username"] or "",
+        user=_text(info["username"]),
         start_time_ns=int(key[1] * 1e9),
         collector_id=COLLECTOR_ID,
         observed_ns=time.time_ns(),
