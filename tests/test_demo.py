@@ -29,6 +29,8 @@ psutil = pytest.importorskip(
 )
 
 import eventbus  # noqa: E402
+from eventbus.demo.procmond import _BATCH_BYTES, _batches, _cmdline, _text  # noqa: E402
+from eventbus.v1 import payloads_pb2  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="the test drives the demo with POSIX signals"
@@ -202,3 +204,26 @@ def test_an_address_in_use_is_reported(address: str) -> None:
         assert first.proc.poll() is None, first
     finally:
         first.stop()
+
+
+def test_procmond_splits_a_large_enumeration_into_batches_that_fit_a_frame() -> None:
+    events = [
+        payloads_pb2.ProcessEvent(pid=pid, name="x" * 100, cmdline=["y" * 1000])
+        for pid in range(1, 1001)
+    ]
+    batches = list(_batches(events, "b", 7))
+    assert len(batches) > 1
+    assert [b.sequence for b in batches] == list(range(7, 7 + len(batches)))
+    assert all(b.batch_id == "b" for b in batches)
+    assert all(b.ByteSize() <= _BATCH_BYTES for b in batches)
+    assert [e.pid for b in batches for e in b.events] == list(range(1, 1001))
+
+
+def test_procmond_publishes_names_and_arguments_that_are_not_utf8() -> None:
+    escaped = b"caf\xe9".decode("utf-8", "surrogateescape")
+    assert _text(escaped) == "caf\\xe9"
+    assert _text("lone \ud800") == "lone \\ud800"
+    assert _text("déjà vu") == "déjà vu"
+    event = payloads_pb2.ProcessEvent(name=_text(escaped), cmdline=_cmdline([escaped, "a" * 9000]))
+    event.SerializeToString()
+    assert len("".join(event.cmdline)) < 4200
