@@ -224,7 +224,8 @@ class CollectorProc(Child):
         """Stop it; return what it received per subscription, and check it exits 0."""
         report = await self.acommand("stop", "report")
         code = await asyncio.to_thread(self.wait_exit)
-        assert code == 0, self.diagnostics()
+        if code != 0 or report["failures"]:
+            pytest.fail(f"{self.name} failed: {report['failures']}\n" + self.diagnostics())
         received: dict[str, list[dict[str, Any]]] = report["received"]
         return received
 
@@ -298,7 +299,7 @@ class BrokerProc(Child):
 
 def short_tmpdir() -> str:
     """A fresh directory whose paths fit in ``sockaddr_un`` (pytest's tmp_path may not)."""
-    return tempfile.mkdtemp(prefix="eb-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    return tempfile.mkdtemp(prefix="eb-it-", dir="/tmp" if os.path.isdir("/tmp") else None)
 
 
 def start_broker(directory: str, *args: str) -> BrokerProc:
@@ -322,6 +323,15 @@ def bus_dir() -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _stop_cleanly(proc: BrokerProc) -> None:
+    try:
+        if proc.popen.poll() is None:
+            code = proc.stop(signal.SIGTERM)
+            assert code == 0, "broker did not stop cleanly\n" + proc.diagnostics()
+    finally:
+        proc.reap()
+
+
 @pytest.fixture
 def broker(bus_dir: str) -> Iterator[BrokerProc]:
     """A broker process on the embedded default policy.
@@ -332,12 +342,29 @@ def broker(bus_dir: str) -> Iterator[BrokerProc]:
     try:
         yield proc
     finally:
-        try:
-            if proc.popen.poll() is None:
-                code = proc.stop(signal.SIGTERM)
-                assert code == 0, "broker did not stop cleanly\n" + proc.diagnostics()
-        finally:
-            proc.reap()
+        _stop_cleanly(proc)
+
+
+@pytest.fixture
+def broker_with(bus_dir: str) -> Iterator[Callable[..., BrokerProc]]:
+    """Starts brokers with extra command-line options, each on its own socket.
+
+    ``broker_with("--config", path)``; each one gets SIGTERM afterwards and must exit 0.
+    """
+    started: list[BrokerProc] = []
+
+    def start(*args: str) -> BrokerProc:
+        directory = os.path.join(bus_dir, f"b{len(started)}")
+        os.mkdir(directory, 0o700)
+        proc = start_broker(directory, *args)
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            _stop_cleanly(proc)
 
 
 @pytest.fixture
@@ -348,6 +375,25 @@ def spawn(broker: BrokerProc) -> Iterator[Spawner]:
         yield spawner
     finally:
         spawner.reap()
+
+
+@pytest.fixture
+def spawn_on(
+    broker_with: Callable[..., BrokerProc],
+) -> Iterator[Callable[[BrokerProc], Spawner]]:
+    """Spawners for brokers started by ``broker_with``; every child is reaped before the
+    brokers stop."""
+    spawners: list[Spawner] = []
+
+    def make(proc: BrokerProc) -> Spawner:
+        spawners.append(Spawner(proc.address))
+        return spawners[-1]
+
+    try:
+        yield make
+    finally:
+        for spawner in spawners:
+            spawner.reap()
 
 
 # --- raw protocol -------------------------------------------------------------------------

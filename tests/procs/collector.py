@@ -21,8 +21,10 @@ Then it reads commands from stdin, one per line, and answers each with one line:
   -> ``result`` with ``ok`` and, on failure, the exception type and message.
 - ``unsubscribe FILTER`` -> ``unsubscribed``.
 - ``list`` -> ``list`` with this connection's subscriptions as the broker reports them.
+- ``report``: as ``stop`` below, but keep running.
 - ``stop``: make sure every event the broker wrote to this connection has been taken, then
-  report everything received per subscription -> ``report``; close and exit 0.
+  report everything received per subscription (and any consumer that failed) -> ``report``;
+  close and exit 0.
 
 When the broker goes away it prints ``report`` and ``closed`` (with the error) and exits 0.
 EOF on stdin (the test process died) makes it exit as well.
@@ -38,6 +40,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from google.protobuf.message import DecodeError
 
 import eventbus
 from eventbus import topics
@@ -80,8 +84,10 @@ def describe(envelope: eventbus.Envelope) -> dict[str, Any]:
         "seq": envelope.correlation.sequence if envelope.correlation is not None else None,
     }
     if topics.payload_type(envelope.topic) is payloads_pb2.Task:
-        task = payloads_pb2.Task.FromString(envelope.payload)
-        record["task_id"] = task.task_id
+        try:
+            record["task_id"] = payloads_pb2.Task.FromString(envelope.payload).task_id
+        except DecodeError:
+            record["payload"] = envelope.payload.decode(errors="replace")
     return record
 
 
@@ -98,6 +104,7 @@ class Collector:
         self.received: dict[str, list[dict[str, Any]]] = {}
         self.consumers: list[asyncio.Task[None]] = []
         self.lost: BaseException | None = None
+        self.failures: list[str] = []
 
     async def subscribe(self, spec: str) -> None:
         topic_filter, _, group = spec.partition("@")
@@ -125,6 +132,9 @@ class Collector:
                     await self.client.publish(self.args.ack_topic, status)
         except eventbus.EventBusError as exc:
             self.lost = exc
+        except Exception as exc:
+            # Reported with the results, so a broken consumer never passes for "nothing came".
+            self.failures.append(f"{spec}: {exc!r}")
 
     async def settle(self) -> None:
         """Wait until every event already written to this connection is in the report.
@@ -180,10 +190,10 @@ class Collector:
                     for info in clients
                 ],
             )
-        elif op == "stop":
+        elif op in ("report", "stop"):
             await self.settle()
-            emit("report", received=self.received)
-            return False
+            emit("report", received=self.received, failures=self.failures)
+            return op == "report"
         else:
             emit("result", op=op, ok=False, error="UnknownCommand", message=line)
         return True
@@ -232,7 +242,7 @@ async def main(args: argparse.Namespace) -> int:
             next_line.cancel()
             # Take whatever was queued before the connection ended.
             await asyncio.gather(*collector.consumers, return_exceptions=True)
-            emit("report", received=collector.received)
+            emit("report", received=collector.received, failures=collector.failures)
             error = closed.result() or collector.lost
             emit("closed", **(error_fields(error) if error is not None else {"error": None}))
             return 0
