@@ -387,11 +387,22 @@ class Server(abc.ABC):
         address: the address the server listens on, as given to `serve`.
     """
 
-    def __init__(self, address: str, handler: Handler) -> None:
-        """Set up the bookkeeping; the platform subclass starts listening."""
+    def __init__(
+        self,
+        address: str,
+        handler: Handler,
+        peer_of: Callable[[asyncio.BaseTransport], PeerCredentials],
+        read_limit: int,
+    ) -> None:
+        """Set up the bookkeeping; the platform's `serve` starts listening."""
+        if read_limit <= 0:
+            raise ValueError(f"read_limit must be positive, got {read_limit!r}")
         self.address = address
         self._handler = handler
+        self._peer_of = peer_of
+        self._read_limit = read_limit
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[StreamConnection] = set()
         self._closing = False
 
     def __repr__(self) -> str:
@@ -409,10 +420,18 @@ class Server(abc.ABC):
             self._stop_listening()
 
     async def wait_closed(self) -> None:
-        """Wait until the server is closed and every connection handler has finished."""
+        """Wait until the server is closed, every handler has finished, every connection closed.
+
+        Like ``asyncio.Server.wait_closed`` on Python 3.12+, whatever the Python version.
+        """
         await self._wait_listener_closed()
+        # A connection accepted just before close() reaches the protocol factory from a
+        # task the loop has already scheduled: one turn lets it register with us.
+        await asyncio.sleep(0)
         while self._tasks:
             await asyncio.wait(list(self._tasks))
+        while self._connections:
+            await self._connections.pop().wait_closed()
 
     async def __aenter__(self) -> Server:
         """Return the server itself."""
@@ -424,14 +443,33 @@ class Server(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Close the server, cancel the handlers still running, and wait for all of it."""
+        """Tear the server down: close it, cancel the handlers, abort what is still open.
+
+        A graceful shutdown (telling clients, flushing) is the handlers' job before this.
+        """
         self.close()
         for task in list(self._tasks):
             task.cancel()
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        for connection in list(self._connections):
+            connection.abort()
         await self.wait_closed()
 
+    def _make_connection(self) -> StreamConnection:
+        """The protocol factory handed to the event loop."""
+        connection = StreamConnection(
+            asyncio.get_running_loop(),
+            self._peer_of,
+            on_made=self._connection_made,
+            read_limit=self._read_limit,
+        )
+        self._connections.add(connection)
+        connection._closed.add_done_callback(lambda _: self._connections.discard(connection))
+        return connection
+
     def _connection_made(self, connection: StreamConnection) -> None:
-        if self._closing:
+        if self._closing:  # accepted just as the server closed
             connection.abort()
             return
         task = asyncio.get_running_loop().create_task(self._run_handler(connection))

@@ -37,6 +37,8 @@ _DIR_MODE = 0o700
 _GROUP_DIR_MODE = 0o750
 _SOCKET_MODE = 0o600
 _GROUP_SOCKET_MODE = 0o660
+# loop turns between close() and closing the listening socket: accept, then attach
+_ACCEPT_TURNS = 3
 # the socket is born 0600 whatever the process umask: nobody else can connect before chmod
 _BIND_UMASK = 0o177
 
@@ -282,19 +284,41 @@ def _unlink_if_same(path: str, ident: _FileId) -> None:
 class UnixServer(Server):
     """A `Server` listening on a Unix domain socket file it owns."""
 
-    def __init__(self, address: str, path: str, ident: _FileId, handler: Handler) -> None:
+    def __init__(
+        self, address: str, path: str, ident: _FileId, handler: Handler, read_limit: int
+    ) -> None:
         """Wrap the socket bound at ``path``; `serve` attaches the asyncio server."""
-        super().__init__(address, handler)
+        super().__init__(address, handler, _peer_credentials, read_limit)
         self._path = path
         self._ident = ident
         self._server: asyncio.AbstractServer | None = None
+        self._listener_closed: asyncio.Future[None] | None = None
 
     def _stop_listening(self) -> None:
+        # Unlinking first means no new client can reach the socket. The listening socket
+        # itself is closed a few loop turns later: asyncio's Server asserts it is open when
+        # a transport for an already-accepted connection attaches to it, and on failure
+        # leaks that connection's socket. The turns let connections still in the backlog
+        # be accepted and attached (then aborted, as the server is closing).
+        _unlink_if_same(self._path, self._ident)
+        if self._server is None:
+            return
+        loop = self._server.get_loop()
+        self._listener_closed = loop.create_future()
+        self._close_listener_after(loop, _ACCEPT_TURNS)
+
+    def _close_listener_after(self, loop: asyncio.AbstractEventLoop, turns: int) -> None:
+        if turns:
+            loop.call_soon(self._close_listener_after, loop, turns - 1)
+            return
         if self._server is not None:
             self._server.close()
-        _unlink_if_same(self._path, self._ident)
+        if self._listener_closed is not None and not self._listener_closed.done():
+            self._listener_closed.set_result(None)
 
     async def _wait_listener_closed(self) -> None:
+        if self._listener_closed is not None:
+            await asyncio.shield(self._listener_closed)
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -323,15 +347,9 @@ async def serve(
     _prepare_directory(os.path.dirname(path), gid)
     _clear_stale_socket(path)
     sock, ident = _bind(path, gid)
-    server = UnixServer(address, path, ident, handler)
-
-    def factory() -> StreamConnection:
-        return StreamConnection(
-            loop, _peer_credentials, on_made=server._connection_made, read_limit=read_limit
-        )
-
+    server = UnixServer(address, path, ident, handler, read_limit)
     try:
-        server._server = await loop.create_unix_server(factory, sock=sock)
+        server._server = await loop.create_unix_server(server._make_connection, sock=sock)
     except BaseException:
         sock.close()
         _unlink_if_same(path, ident)

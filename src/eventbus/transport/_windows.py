@@ -246,9 +246,9 @@ def _pipe_answers(address: str) -> bool:
 class PipeServer(Server):
     """A `Server` listening on a Windows named pipe."""
 
-    def __init__(self, address: str, handler: Handler) -> None:
+    def __init__(self, address: str, handler: Handler, read_limit: int) -> None:
         """Prepare the server; `serve` attaches the pipe servers asyncio starts."""
-        super().__init__(address, handler)
+        super().__init__(address, handler, _client_credentials, read_limit)
         self._pipes: list[Any] = []
 
     def _stop_listening(self) -> None:
@@ -289,16 +289,10 @@ async def serve(
         logger.warning("group %r ignored for the named pipe %s", group, address)
     if _pipe_answers(address):
         raise AddressInUse(f"another broker answers on {address!r}")
-    server = PipeServer(address, handler)
-
-    def factory() -> StreamConnection:
-        return StreamConnection(
-            loop, _client_credentials, on_made=server._connection_made, read_limit=read_limit
-        )
-
+    server = PipeServer(address, handler, read_limit)
     try:
         # typeshed narrows the factory to StreamReaderProtocol; any Protocol works
-        pipes = await loop.start_serving_pipe(cast(Any, factory), address)
+        pipes = await loop.start_serving_pipe(cast(Any, server._make_connection), address)
     except PermissionError as exc:  # FILE_FLAG_FIRST_PIPE_INSTANCE: the name is taken
         raise AddressInUse(f"the pipe {address!r} is already held by another process") from exc
     server._pipes = list(pipes)
