@@ -243,6 +243,7 @@ class Spawner:
         *subscribe: str,
         ack_topic: str | None = None,
         echo: bool = False,
+        pad: int = 0,
         name: str | None = None,
         client_name: str | None = None,
         address: str | None = None,
@@ -256,6 +257,8 @@ class Spawner:
             args += ["--ack-topic", ack_topic]
         if echo:
             args.append("--echo")
+        if pad:
+            args += ["--pad", str(pad)]
         if client_name:
             args += ["--client-name", client_name]
         label = name or f"{principal}-{len(self.children)}"

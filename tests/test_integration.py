@@ -23,6 +23,7 @@ import pytest
 from _procs import (
     DEADLINE,
     BrokerProc,
+    CollectorProc,
     Spawner,
     leftover_brokers,
     sigkill,
@@ -31,7 +32,7 @@ from _procs import (
 
 import eventbus
 from eventbus import topics
-from eventbus.v1 import payloads_pb2
+from eventbus.v1 import frames_pb2, payloads_pb2
 
 pytest_plugins = ["_procs"]
 
@@ -317,3 +318,88 @@ async def test_confirmed_publish_counts_subscriber_connections(
         ]
         # Everyone left: back to zero.
         assert await agent.publish(topics.TASK_PROCESS, task("gone", "process"), confirm=True) == 0
+
+
+# --- slow consumers -----------------------------------------------------------------------
+
+
+async def publish_in_steps(
+    procmond: CollectorProc, agent: eventbus.Client, sub: eventbus.Subscription
+) -> list[int]:
+    """Have procmond publish STEPS x PER_STEP padded events, the agent keeping up.
+
+    The agent takes each step's events before the next step is published, so it never has
+    more than one step (about 100 KiB) outstanding, less than the socket buffer alone holds:
+    it is never the slow consumer. A subscriber that reads nothing falls far behind.
+    """
+    seqs: list[int] = []
+    for _ in range(STEPS):
+        await procmond.acommand(f"publish {PER_STEP} {topics.PROCESS_LIFECYCLE}", "published")
+        (got,) = await drain(agent, sub)
+        seqs += [e.correlation.sequence for e in got]
+    return seqs
+
+
+STEPS, PER_STEP, PAD = 12, 100, 1000
+SLOW_BROKER = ("--max-outbound-bytes", "65536", "--heartbeat-interval", "60")
+
+
+async def test_a_stopped_subscriber_loses_its_newest_events_and_is_told_how_many(
+    broker_with: Any, spawn_on: Any
+) -> None:
+    count = STEPS * PER_STEP
+    # A small outbound buffer; heartbeats far apart so the stopped process is not dropped.
+    broker = broker_with(*SLOW_BROKER)
+    spawn = spawn_on(broker)
+    async with await eventbus.connect(broker.address, principal="agent") as agent:
+        fast = await agent.subscribe(topics.PROCESS_ALL)
+        slow = await spawn.acollector("agent", topics.PROCESS_ALL, name="slow")
+        procmond = await spawn.acollector("procmond", name="procmond", pad=PAD)
+        slow.signal(signal.SIGSTOP)
+        try:
+            # The agent gets every event while the slow process does not read at all.
+            assert await publish_in_steps(procmond, agent, fast) == list(range(count))
+            assert agent.dropped == 0
+        finally:
+            slow.signal(signal.SIGCONT)
+        total = await slow.acommand(f"wait-total {count}", "total")
+        assert total["dropped"] > 0, total
+        assert total["received"] + total["dropped"] == count
+        report = await slow.astop()
+    # Never silently short: it got the oldest events, in order, and was told of the rest.
+    seqs = [r["seq"] for r in report[topics.PROCESS_ALL]]
+    assert seqs == list(range(len(seqs)))
+    assert len(seqs) == total["received"]
+    await procmond.astop()
+
+
+async def test_a_stopped_subscriber_is_disconnected_under_the_disconnect_policy(
+    broker_with: Any, spawn_on: Any
+) -> None:
+    count = STEPS * PER_STEP
+    broker = broker_with(*SLOW_BROKER, "--slow-consumer", "disconnect")
+    spawn = spawn_on(broker)
+    async with await eventbus.connect(broker.address, principal="agent") as agent:
+        fast = await agent.subscribe(topics.PROCESS_ALL)
+        gone = await agent.subscribe(topics.SYS_CLIENT_DISCONNECTED)
+        slow = await spawn.acollector("agent", topics.PROCESS_ALL, name="slow")
+        procmond = await spawn.acollector("procmond", name="procmond", pad=PAD)
+        slow.signal(signal.SIGSTOP)
+        try:
+            assert await publish_in_steps(procmond, agent, fast) == list(range(count))
+            while True:
+                presence = frames_pb2.ClientPresence.FromString(
+                    (await gone.get(timeout=DEADLINE)).payload
+                )
+                if presence.identity.pid == slow.pid:
+                    break
+        finally:
+            slow.signal(signal.SIGCONT)
+        clients = await agent.list_subscriptions(all_clients=True)
+        assert slow.pid not in {c.identity.pid for c in clients}
+        closed = await slow.aexpect("closed")
+        assert closed["error"] is not None, closed
+        assert await _exit_code(slow) == 0
+        # The announcement says why it went.
+        assert "outbound buffer" in presence.reason, presence.reason
+    await procmond.astop()

@@ -24,6 +24,7 @@ from _procs import (
 
 import eventbus
 from eventbus import topics
+from eventbus.acl import Grant
 from eventbus.protocol import exception_for
 from eventbus.v1 import frames_pb2
 
@@ -488,3 +489,38 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if not byte & 0x80:
             return value, pos
+
+
+async def test_broker_denials_reach_the_client_as_typed_exceptions(
+    broker: BrokerProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await eventbus.connect(broker.address, principal="procmond") as procmond:
+        # As if Welcome had granted everything: the client's own checks now let all through,
+        # so every answer below comes from the broker.
+        procmond.grant = Grant(
+            "procmond", publish=("#",), subscribe=("#",), admin=True, rule_set="forged locally"
+        )
+        with pytest.raises(eventbus.PermissionDenied) as denied:
+            await procmond.publish(topics.COLLECTOR_CONFIG, b"", confirm=True)
+        assert str(denied.value) == (
+            f"principal 'procmond' may not publish to {topics.COLLECTOR_CONFIG!r}: no publish "
+            f"rule matches it {DEFAULT_RULES} [PERMISSION_DENIED]"
+        )
+        with pytest.raises(eventbus.PermissionDenied, match=r"may not subscribe to 'events\.#'"):
+            await procmond.subscribe("events.#")
+        with pytest.raises(eventbus.PermissionDenied, match="needs the admin right"):
+            await procmond.list_subscriptions(all_clients=True)
+
+        # Fire and forget: the broker still answers, and the client reports it.
+        with caplog.at_level("WARNING", logger="eventbus.client"):
+            await procmond.publish(topics.TASK_NETWORK, b"")
+            await procmond.ping(timeout=DEADLINE)
+        assert any(
+            f"may not publish to {topics.TASK_NETWORK!r}" in record.getMessage()
+            for record in caplog.records
+        ), caplog.text
+
+        # None of it cost the connection, and the refused subscription left nothing behind.
+        (mine,) = await procmond.list_subscriptions()
+        assert list(mine.subscriptions) == []
+        assert await procmond.publish(topics.PROCESS_LIFECYCLE, b"", confirm=True) == 0

@@ -8,9 +8,11 @@ between collector processes.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from _procs import DEADLINE, BrokerProc, RawClient, Spawner, sigkill
@@ -226,3 +228,62 @@ async def test_a_shared_task_topic_is_split_between_collector_processes(
     assert [r["task_id"] for r in watcher_report[topics.TASK_PROCESS]] == [
         f"t{n}" for n in range(17)
     ]
+
+
+async def test_a_hung_collector_is_found_by_heartbeats_and_removed(
+    broker_with: Callable[..., BrokerProc], spawn_on: Callable[[BrokerProc], Spawner]
+) -> None:
+    # Clients ping every second; the broker closes a connection silent for three intervals.
+    broker = broker_with("--heartbeat-interval", "1")
+    spawn = spawn_on(broker)
+    hung = await spawn.acollector("procmond", topics.TASK_PROCESS, name="hung")
+    alive = await spawn.acollector("procmond", topics.TASK_PROCESS, name="alive")
+    async with await eventbus.connect(broker.address, principal="agent") as agent:
+        disconnected = await agent.subscribe(topics.SYS_CLIENT_DISCONNECTED)
+        hung.signal(signal.SIGSTOP)  # connected, but silent: no pings any more
+        try:
+            _, farewell = await presence_of(disconnected, hung.pid)
+        finally:
+            hung.signal(signal.SIGCONT)
+        # The announcement says why: the broker closed it for silence (not just "eof").
+        assert "3 heartbeat intervals" in farewell.reason, farewell.reason
+        assert [s.filter for s in farewell.subscriptions] == [topics.TASK_PROCESS]
+
+        clients = by_pid(await agent.list_subscriptions(all_clients=True))
+        assert set(clients) == {alive.pid, os.getpid()}
+        assert await agent.publish(topics.TASK_PROCESS, task("after"), confirm=True) == 1
+
+        # Woken up, the collector finds its connection gone, and exits. (Whether it reads the
+        # broker's TIMEOUT error first or fails its own overdue ping first is a race.)
+        closed = await hung.aexpect("closed")
+        assert closed["error"] in ("Timeout", "ConnectionLost"), closed
+        assert await asyncio.to_thread(hung.wait_exit) == 0
+
+        report = await alive.astop()
+        assert [r["task_id"] for r in report[topics.TASK_PROCESS]] == ["after"]
+
+
+async def test_broker_stats_describe_each_connection(
+    broker_with: Callable[..., BrokerProc], spawn_on: Callable[[BrokerProc], Spawner]
+) -> None:
+    broker = broker_with("--stats-interval", "0.2")
+    spawn = spawn_on(broker)
+    async with await eventbus.connect(broker.address, principal="agent") as agent:
+        stats = await agent.subscribe(topics.SYS_BROKER_STATS)
+        procmond = await spawn.acollector("procmond", topics.TASK_PROCESS, name="procmond")
+        await procmond.acommand("publish 4 events.process.lifecycle", "published")
+        # Stats taken before the collector published are skipped, not waited out.
+        while True:
+            envelope = await stats.get(timeout=DEADLINE)
+            report = frames_pb2.BrokerStats.FromString(envelope.payload)
+            details = {c.identity.pid: c for c in report.clients_detail}
+            if procmond.pid in details and details[procmond.pid].messages_in >= 4:
+                break
+        assert envelope.publisher.principal == "$broker"
+        assert envelope.publisher.pid == broker.pid
+        assert report.clients == len(report.clients_detail) == 2
+        assert report.subscriptions == 2
+        assert report.messages_in >= 4
+        assert [s.filter for s in details[procmond.pid].subscriptions] == [topics.TASK_PROCESS]
+        assert details[os.getpid()].identity.principal == "agent"
+        await procmond.astop()

@@ -15,15 +15,19 @@ It connects as the principal, subscribes, and prints one JSON object per line on
 Then it reads commands from stdin, one per line, and answers each with one line:
 
 - ``publish COUNT TOPIC [TOPIC...]``: publish COUNT events round-robin over the topics,
-  sequence numbers 0..COUNT-1 (in the payload and in the correlation metadata), then make
-  sure the broker has handled them all (a ping round trip) -> ``published``.
+  with the next COUNT sequence numbers of this collector (0, 1, ... over all its publish
+  commands; in the payload and in the correlation metadata), then make sure the broker has
+  handled them all (a ping round trip) -> ``published``.
 - ``try-publish TOPIC`` / ``try-subscribe FILTER`` / ``try-list-all``: attempt the operation
   -> ``result`` with ``ok`` and, on failure, the exception type and message.
 - ``unsubscribe FILTER`` -> ``unsubscribed``.
 - ``list`` -> ``list`` with this connection's subscriptions as the broker reports them.
+- ``wait-total COUNT``: wait until COUNT events were received or reported lost by the
+  broker (``Dropped``) -> ``total``.
 - ``report``: as ``stop`` below, but keep running.
 - ``stop``: make sure every event the broker wrote to this connection has been taken, then
-  report everything received per subscription (and any consumer that failed) -> ``report``;
+  report everything received per subscription, how many events the broker reported lost,
+  and any consumer that failed -> ``report``;
   close and exit 0.
 
 When the broker goes away it prints ``report`` and ``closed`` (with the error) and exits 0.
@@ -55,11 +59,11 @@ def emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-def payload_for(topic: str, name: str, seq: int) -> bytes:
+def payload_for(topic: str, name: str, seq: int, pad: int = 0) -> bytes:
     """The payload of event ``seq``: a ProcessEvent on process topics, JSON elsewhere.
 
     Both carry the sequence number, so a subscriber can check the payload against the
-    correlation metadata the broker passed along.
+    correlation metadata the broker passed along; ``pad`` adds that many bytes of filler.
     """
     if topics.payload_type(topic) is payloads_pb2.ProcessEvent:
         event = payloads_pb2.ProcessEvent(
@@ -68,9 +72,13 @@ def payload_for(topic: str, name: str, seq: int) -> bytes:
             name="collector",
             collector_id=f"{name}:{seq}",
             observed_ns=time.time_ns(),
+            cmdline=["x" * pad] if pad else [],
         )
         return event.SerializeToString()
-    return json.dumps({"source": name, "seq": seq}).encode()
+    body = {"source": name, "seq": seq}
+    if pad:
+        body["pad"] = "x" * pad
+    return json.dumps(body).encode()
 
 
 def describe(envelope: eventbus.Envelope) -> dict[str, Any]:
@@ -105,6 +113,7 @@ class Collector:
         self.consumers: list[asyncio.Task[None]] = []
         self.lost: BaseException | None = None
         self.failures: list[str] = []
+        self.next_seq = 0
 
     async def subscribe(self, spec: str) -> None:
         topic_filter, _, group = spec.partition("@")
@@ -154,12 +163,13 @@ class Collector:
         op, rest = words[0], words[1:]
         if op == "publish":
             count, names = int(rest[0]), rest[1:]
-            for seq in range(count):
-                topic = names[seq % len(names)]
+            for number in range(count):
+                seq = self.next_seq
+                self.next_seq += 1
+                topic = names[number % len(names)]
                 correlation = frames_pb2.CorrelationMetadata(correlation_id=self.name, sequence=seq)
-                await self.client.publish(
-                    topic, payload_for(topic, self.name, seq), correlation=correlation
-                )
+                payload = payload_for(topic, self.name, seq, self.args.pad)
+                await self.client.publish(topic, payload, correlation=correlation)
             await self.client.ping()
             emit("published", count=count)
         elif op in ("try-publish", "try-subscribe", "try-list-all"):
@@ -190,9 +200,22 @@ class Collector:
                     for info in clients
                 ],
             )
+        elif op == "wait-total":
+            # Until every one of COUNT events has arrived or been reported lost (Dropped).
+            total = int(rest[0])
+            while self.client.dropped + sum(map(len, self.received.values())) < total:
+                await self.client.ping()
+                await asyncio.sleep(0.01)
+            received = sum(map(len, self.received.values()))
+            emit("total", received=received, dropped=self.client.dropped)
         elif op in ("report", "stop"):
             await self.settle()
-            emit("report", received=self.received, failures=self.failures)
+            emit(
+                "report",
+                received=self.received,
+                failures=self.failures,
+                dropped=self.client.dropped,
+            )
             return op == "report"
         else:
             emit("result", op=op, ok=False, error="UnknownCommand", message=line)
@@ -242,7 +265,12 @@ async def main(args: argparse.Namespace) -> int:
             next_line.cancel()
             # Take whatever was queued before the connection ended.
             await asyncio.gather(*collector.consumers, return_exceptions=True)
-            emit("report", received=collector.received, failures=collector.failures)
+            emit(
+                "report",
+                received=collector.received,
+                failures=collector.failures,
+                dropped=client.dropped,
+            )
             error = closed.result() or collector.lost
             emit("closed", **(error_fields(error) if error is not None else {"error": None}))
             return 0
@@ -270,6 +298,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ack-topic", help="publish a HealthStatus here for each task received")
     parser.add_argument("--echo", action="store_true", help="print each event as it arrives")
+    parser.add_argument("--pad", type=int, default=0, help="filler bytes in each payload")
     return parser.parse_args(argv)
 
 
