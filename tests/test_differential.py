@@ -1,0 +1,397 @@
+"""Differential property tests of the core (DESIGN §8).
+
+Every backend (``both_cores``: the compiled core and its pure-Python twin) gets the same
+generated input and must give the same result, or raise the same exception type with the
+same message. Both are also held against naive oracles written here, in a different way
+from the implementations: recursive matching over level lists, covering by brute force
+over a finite universe of topics, and models that scan a plain list.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import unicodedata
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventbus.errors import FrameTooLarge
+
+PROPERTY = settings(max_examples=250, deadline=None, derandomize=True)
+PROPERTY_SLOW = settings(max_examples=150, deadline=None, derandomize=True)
+
+
+def outcome(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """What a call gives: ``("ok", result)`` or ``(exception type, message)``."""
+    try:
+        return ("ok", call(*args, **kwargs))
+    except Exception as exc:
+        return (type(exc), str(exc))
+
+
+def agree(results: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """Assert every backend gave the same outcome; return it."""
+    first = results[0]
+    for other in results[1:]:
+        assert other == first
+    return first
+
+
+# --- generated topics and filters ----------------------------------------------------------
+
+# Besides plain words: characters on each side of the UTF-8 width boundaries, which the
+# byte limit must count right.
+GOOD_LEVELS = ["a", "b", "é", "日本", "🎉", "$SYS", "$x", "a$", "\u07ff", "\u0800", "\uffff"]
+WILDCARDS = ["+", "#"]
+BAD_LEVELS = [
+    "",
+    "a+",
+    "#b",
+    "a b",
+    "\x00",
+    "\t",
+    "x\x1f",
+    "\x7f",
+    "\x85",
+    "\u00a0",
+    "\u2028",
+    "\ud800",
+    "\udfff",
+]
+
+levels = st.one_of(
+    st.sampled_from(GOOD_LEVELS),
+    st.sampled_from(WILDCARDS),
+    st.sampled_from(BAD_LEVELS),
+)
+joined = st.lists(levels, min_size=1, max_size=6).map(".".join)
+free_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=12)
+texts = st.one_of(joined, joined, joined, free_text, st.just(""))
+non_str = st.one_of(st.binary(max_size=4), st.none(), st.integers(), st.just(["a"]))
+limits = st.one_of(st.integers(-1, 40), st.sampled_from([256, 2**70, -(2**70)]))
+
+
+def naive_valid(text: str, is_filter: bool, max_bytes: int = 256, max_levels: int = 16) -> bool:
+    """Validity by the letter of DESIGN §2, written independently of the implementations."""
+    if not text or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        return False
+    parts = text.split(".")
+    for index, part in enumerate(parts):
+        if part in ("+", "#"):
+            if not is_filter or (part == "#" and index != len(parts) - 1):
+                return False
+            continue
+        if not part:
+            return False
+        for ch in part:
+            if ch in "+#" or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cs"):
+                return False
+    return len(parts) <= max_levels
+
+
+@PROPERTY
+@given(text=st.one_of(texts, non_str), max_bytes=limits, max_levels=limits)
+def test_validation_agrees(
+    both_cores: list[SimpleNamespace], text: object, max_bytes: int, max_levels: int
+) -> None:
+    for is_filter, name in ((False, "topic"), (True, "filter")):
+        validate = [getattr(core.grammar, f"validate_{name}") for core in both_cores]
+        split = [getattr(core.grammar, f"{name}_levels") for core in both_cores]
+        result = agree([outcome(f, text) for f in validate])
+        custom = agree(
+            [outcome(f, text, max_bytes=max_bytes, max_levels=max_levels) for f in validate]
+        )
+        agree([outcome(f, text, max_bytes, max_levels) for f in split])
+        if isinstance(text, str):
+            assert (result[0] == "ok") is naive_valid(text, is_filter)
+            assert (custom[0] == "ok") is naive_valid(text, is_filter, max_bytes, max_levels)
+        else:
+            assert result[0] is TypeError
+            assert custom[0] is TypeError
+
+
+@PROPERTY
+@given(text=joined.filter(bool))
+def test_byte_limit_is_exact(both_cores: list[SimpleNamespace], text: str) -> None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    at = agree([outcome(core.grammar.validate_filter, text, max_bytes=size) for core in both_cores])
+    assert (at[0] == "ok") is naive_valid(text, True, size)
+    under = agree(
+        [outcome(core.grammar.validate_filter, text, max_bytes=size - 1) for core in both_cores]
+    )
+    assert under[1].endswith(f": is {size} UTF-8 bytes, over the limit of {size - 1}")
+
+
+def naive_match(flevels: list[str], tlevels: list[str]) -> bool:
+    """Whether a (valid) filter matches a (valid) topic, recursively over the levels."""
+    if tlevels[0].startswith("$") and flevels[0] in ("+", "#"):
+        return False
+
+    def walk(f: list[str], t: list[str]) -> bool:
+        if not f:
+            return not t
+        if f[0] == "#":
+            return True
+        return bool(t) and f[0] in ("+", t[0]) and walk(f[1:], t[1:])
+
+    return walk(flevels, tlevels)
+
+
+@PROPERTY
+@given(topic_filter=texts, name=texts)
+def test_topic_matches_agrees_with_the_oracle(
+    both_cores: list[SimpleNamespace], topic_filter: str, name: str
+) -> None:
+    result = agree([outcome(core.grammar.topic_matches, topic_filter, name) for core in both_cores])
+    if naive_valid(topic_filter, True) and naive_valid(name, False):
+        assert result == ("ok", naive_match(topic_filter.split("."), name.split(".")))
+    else:
+        assert result[0] is not None and result[0] != "ok"
+
+
+# --- covering, by brute force ---------------------------------------------------------------
+
+# Filters use these levels, at most three of them. A topic that one filter matches and the
+# other does not can always be cut to one level more than the longer filter, and needs no
+# literal but theirs and one they do not name, so this universe decides covering exactly.
+COVER_LEVELS = ["a", "$s", "日", "+", "#"]
+FRESH = "z"
+UNIVERSE = [
+    ".".join(parts)
+    for size in range(1, 5)
+    for parts in itertools.product(["a", "$s", "日", FRESH], repeat=size)
+]
+
+
+@st.composite
+def cover_filters(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.sampled_from(COVER_LEVELS), min_size=1, max_size=3))
+    if "#" in parts[:-1]:
+        parts = parts[: parts.index("#") + 1]
+    return ".".join(parts)
+
+
+@functools.cache
+def matched(topic_filter: str) -> frozenset[str]:
+    flevels = topic_filter.split(".")
+    return frozenset(t for t in UNIVERSE if naive_match(flevels, t.split(".")))
+
+
+def brute_covers(outer: str, inner: str) -> bool:
+    return matched(inner) <= matched(outer)
+
+
+@PROPERTY
+@given(outer=cover_filters(), inner=cover_filters())
+def test_filter_covers_agrees_with_brute_force(
+    both_cores: list[SimpleNamespace], outer: str, inner: str
+) -> None:
+    result = agree([outcome(core.grammar.filter_covers, outer, inner) for core in both_cores])
+    assert result == ("ok", brute_covers(outer, inner))
+
+
+def test_filter_covers_exhaustively(both_cores: list[SimpleNamespace]) -> None:
+    filters = sorted(
+        {
+            ".".join(p[: p.index("#") + 1] if "#" in p else p)
+            for n in range(1, 4)
+            for p in itertools.product(COVER_LEVELS, repeat=n)
+        }
+    )
+    for core in both_cores:
+        covers = core.grammar.filter_covers
+        wrong = [(o, i) for o in filters for i in filters if covers(o, i) != brute_covers(o, i)]
+        assert wrong == [], core.name
+
+
+# --- the trie against a list of pairs -------------------------------------------------------
+
+# Few levels, so that filters share prefixes and a discard often empties or keeps nodes
+# that other filters pass through.
+TRIE_LEVELS = ["a", "b", "$s", "+", "#"]
+trie_filters = st.lists(st.sampled_from(TRIE_LEVELS), min_size=1, max_size=3).map(".".join)
+trie_topics = st.one_of(
+    st.lists(st.sampled_from(["a", "b", "$s", "c"]), min_size=1, max_size=4).map(".".join),
+    st.sampled_from(["", "a..b", "a.+", "a\x00"]),
+)
+values = st.sampled_from([0, 1, "v", ("conn", 1), None])
+# With None for the text, the op picks the index-th pair still present: "discard" takes it
+# back, "match" asks for a topic that its filter matches.
+trie_ops = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["add", "add", "discard"]), trie_filters, values),
+        st.tuples(st.sampled_from(["discard", "match"]), st.none(), st.integers(0, 40)),
+        st.tuples(st.just("match"), trie_topics, st.none()),
+    ),
+    min_size=20,  # long enough to build, prune and rebuild shared paths
+    max_size=60,
+)
+SWEEP = [
+    ".".join(parts)
+    for size in range(1, 4)
+    for parts in itertools.product(["a", "b", "$s", "c"], repeat=size)
+]
+
+
+def topic_under(topic_filter: str, index: int) -> str:
+    """A topic the (valid) filter matches: '+' as a fresh level, '#' as none or two."""
+    parts = ["c" if part == "+" else part for part in topic_filter.split(".")]
+    if parts[-1] == "#":
+        parts[-1:] = ["c", "c"] if index % 2 or len(parts) == 1 else []
+    return ".".join(parts)
+
+
+@PROPERTY
+@given(ops=trie_ops, cache_size=st.sampled_from([0, 1, 2, 4096]))
+def test_trie_agrees_with_a_list_of_pairs(
+    both_cores: list[SimpleNamespace], ops: list[tuple[str, Any, Any]], cache_size: int
+) -> None:
+    tries = [core.trie.TopicTrie(cache_size=cache_size) for core in both_cores]
+    pairs: list[tuple[str, object]] = []
+    for op, text, value in ops:
+        if text is None:
+            if not pairs:
+                continue
+            picked, held = pairs[value % len(pairs)]
+            text, value = (topic_under(picked, value), None) if op == "match" else (picked, held)
+        if op == "match":
+            result = agree([outcome(trie.match, text) for trie in tries])
+            if result[0] == "ok":
+                expected = {v for f, v in pairs if naive_match(f.split("."), text.split("."))}
+                assert len(result[1]) == len(expected)
+                assert set(result[1]) == expected
+        else:
+            result = agree([outcome(getattr(trie, op), text, value) for trie in tries])
+            if result[0] == "ok":
+                present = (text, value) in pairs
+                if op == "add":
+                    assert result[1] is not present
+                    if not present:
+                        pairs.append((text, value))
+                else:
+                    assert result[1] is present
+                    if present:
+                        pairs.remove((text, value))
+            else:
+                assert not naive_valid(text, True)
+        agree([(len(trie), trie.generation) for trie in tries])
+        assert len(tries[0]) == len(pairs)
+    for topic in SWEEP:
+        expected = {v for f, v in pairs if naive_match(f.split("."), topic.split("."))}
+        found = agree([("ok", trie.match(topic)) for trie in tries])[1]
+        assert set(found) == expected
+
+
+# --- the rights table against a list of rules -----------------------------------------------
+
+rules = st.lists(
+    st.tuples(
+        st.one_of(cover_filters(), cover_filters(), st.sampled_from(["a..b", "#.a"])),
+        st.sampled_from([1, 2, 3, 4, 6, 7]),
+    ),
+    max_size=5,
+)
+queries = st.lists(
+    st.one_of(cover_filters(), st.sampled_from(UNIVERSE), st.sampled_from(["", "a+"])),
+    max_size=8,
+)
+
+
+@PROPERTY_SLOW
+@given(rule_list=rules, asked=queries)
+def test_rights_agree_with_a_list_of_rules(
+    both_cores: list[SimpleNamespace], rule_list: list[tuple[str, int]], asked: list[str]
+) -> None:
+    made = [outcome(core.rights.RightsTable, rule_list) for core in both_cores]
+    if made[0][0] != "ok":
+        agree(made)
+        assert not all(naive_valid(f, True) for f, _ in rule_list)
+        return
+    assert all(kind == "ok" for kind, _ in made)
+    tables = [table for _, table in made]
+    for table in tables:
+        assert table.rules == tuple(rule_list)
+    for _ in range(2):  # the second round answers from the caches
+        for text in asked:
+            mask = agree([outcome(t.mask, text) for t in tables])
+            publish = agree([outcome(t.may_publish, text) for t in tables])
+            subscribe = agree([outcome(t.may_subscribe, text) for t in tables])
+            if naive_valid(text, False):
+                tlevels = text.split(".")
+                bits = 0
+                for f, b in rule_list:
+                    if naive_match(f.split("."), tlevels):
+                        bits |= b
+                assert mask == ("ok", bits)
+                assert publish == ("ok", bool(bits & 1))
+            if naive_valid(text, True):
+                allowed = any(b & 2 and brute_covers(f, text) for f, b in rule_list)
+                assert subscribe == ("ok", allowed)
+
+
+# --- the frame splitter against a whole-stream parse ----------------------------------------
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[int, bytes, list[int]]:
+    """A frame limit, a stream (maybe with an oversized header in it) and its cut points."""
+    limit = draw(st.sampled_from([0, 8, 16, 64]))
+    sizes = draw(st.lists(st.integers(0, limit + 4), max_size=12))
+    stream = b"".join(
+        size.to_bytes(4, "little") + draw(st.binary(min_size=size, max_size=size)) for size in sizes
+    )
+    stream += draw(st.binary(max_size=6))  # maybe a trailing cut frame
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    return limit, stream, cuts
+
+
+def naive_parse(stream: bytes, limit: int) -> tuple[list[tuple[int, bytes]], int | None]:
+    """The frames of a whole stream (each with the offset where it ends) and the offset at
+    which an oversized header is complete, if any."""
+    frames: list[tuple[int, bytes]] = []
+    pos = 0
+    while len(stream) - pos >= 4:
+        size = int.from_bytes(stream[pos : pos + 4], "little")
+        if size > limit:
+            return frames, pos + 4
+        if pos + 4 + size > len(stream):
+            break
+        frames.append((pos + 4 + size, stream[pos + 4 : pos + 4 + size]))
+        pos += 4 + size
+    return frames, None
+
+
+@PROPERTY
+@given(case=streams(), kind=st.sampled_from([bytes, bytearray, memoryview]))
+def test_frame_splitter_agrees_with_a_whole_stream_parse(
+    both_cores: list[SimpleNamespace], case: tuple[int, bytes, list[int]], kind: type
+) -> None:
+    limit, stream, cuts = case
+    splitters = [core.framing.FrameSplitter(limit) for core in both_cores]
+    frames, error_at = naive_parse(stream, limit)
+    bounds = [0, *cuts, len(stream)]
+    emitted = 0
+    failed = False
+    for start, end in itertools.pairwise(bounds):
+        chunk = kind(stream[start:end])
+        result = agree([outcome(s.feed, chunk) for s in splitters])
+        agree([s.buffered for s in splitters])
+        if failed:
+            continue  # past the error only the backends' agreement is checked
+        if error_at is not None and error_at <= end:
+            size = int.from_bytes(stream[error_at - 4 : error_at], "little")
+            assert result == (
+                FrameTooLarge,
+                f"frame of {size} bytes declared, over the limit of {limit} bytes",
+            )
+            failed = True
+            continue
+        done = [body for stop, body in frames if stop <= end]
+        assert result == ("ok", done[emitted:])
+        emitted = len(done)
+        consumed = max([0] + [stop for stop, _ in frames if stop <= end])
+        assert splitters[0].buffered == end - consumed
