@@ -121,6 +121,31 @@ def test_discarding_a_leaf_keeps_its_siblings(core: SimpleNamespace) -> None:
     assert trie.match("a.b.c") == (3,)
 
 
+@pytest.mark.parametrize("sibling", ["x.+", "x.#", "x", "x.y.z"])
+def test_pruning_stops_at_a_node_still_in_use(core: SimpleNamespace, sibling: str) -> None:
+    trie = core.trie.TopicTrie()
+    trie.add(sibling, "kept")
+    trie.add("x.gone", "gone")
+    assert trie.discard("x.gone", "gone") is True
+    probe = {"x.+": "x.q", "x.#": "x.q", "x": "x", "x.y.z": "x.y.z"}[sibling]
+    assert trie.match(probe) == ("kept",)
+
+
+def test_discarding_an_inner_filter_keeps_the_filters_below_it(core: SimpleNamespace) -> None:
+    trie = core.trie.TopicTrie()
+    trie.add("a.b", 1)
+    trie.add("a.b.c", 2)
+    trie.add("a.+", 3)
+    trie.add("a.+.c", 4)
+    trie.add("a.#", 5)
+    trie.add("a.b.#", 6)
+    assert trie.discard("a.b", 1) is True
+    assert trie.discard("a.+", 3) is True
+    assert trie.discard("a.#", 5) is True
+    assert sorted(trie.match("a.b.c")) == [2, 4, 6]
+    assert trie.match("a.b") == (6,)
+
+
 def test_cache_is_invalidated_on_every_change(core: SimpleNamespace) -> None:
     trie = core.trie.TopicTrie()
     assert trie.match("a.b") == ()
