@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -40,3 +41,30 @@ def test_no_extensions_forces_the_fallback() -> None:
 def test_public_functions_come_from_the_selected_backend() -> None:
     module = eventbus.validate_topic.__module__ or ""
     assert ("_fast" in module) == (eventbus.BACKEND == "cython")
+
+
+def test_every_core_object_comes_from_the_selected_backend() -> None:
+    from eventbus import _backend
+
+    prefix = "eventbus._fast._" if eventbus.BACKEND == "cython" else "eventbus._"
+    for name in _backend.__all__:
+        if name == "BACKEND":
+            continue
+        source = importlib.import_module(prefix + _HOME[name])
+        assert getattr(_backend, name) is getattr(source, name), name
+
+
+_HOME = {
+    "FrameSplitter": "framing",
+    "TopicTrie": "trie",
+    "RightsTable": "rights",
+    "PUBLISH": "rights",
+    "SUBSCRIBE": "rights",
+    "ADMIN": "rights",
+    "filter_covers": "grammar",
+    "filter_levels": "grammar",
+    "topic_levels": "grammar",
+    "topic_matches": "grammar",
+    "validate_filter": "grammar",
+    "validate_topic": "grammar",
+}
