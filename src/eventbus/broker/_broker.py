@@ -252,7 +252,7 @@ class Broker:
             reason = "broker shutting down"
             raise
         finally:
-            self._forget(session, reason, admitted)
+            self._forget(session, session.close_reason or reason, admitted)
 
     async def _admit(self, session: Session, splitter: FrameSplitter) -> list[bytes]:
         """Wait for Hello, check it against the policy, answer Welcome or Error."""
@@ -494,15 +494,22 @@ class Broker:
     def _overflow(self, session: Session) -> bool:
         """An event did not fit a subscriber's buffer; True keeps the subscriber."""
         if self.config.slow_consumer == "disconnect" and not session.closed:
-            self._fatal(
-                session,
-                _E.ERROR_CODE_SLOW_CONSUMER,
-                f"outbound buffer over {self.config.max_outbound_bytes} bytes",
-            )
-            session.close()
-            session.conn.close()
+            message = f"slow consumer: outbound buffer over {self.config.max_outbound_bytes} bytes"
+            self._disconnect(session, _E.ERROR_CODE_SLOW_CONSUMER, message)
             return False
         return True
+
+    def _disconnect(self, session: Session, code: int, message: str) -> None:
+        """Close a connection the broker gives up on, with an Error frame as its last words.
+
+        The frame sits behind whatever is queued; a peer that does not read it within the
+        drain timeout is cut off, so a hung peer cannot hold its connection open.
+        """
+        self._fatal(session, code, message)
+        session.close_reason = message
+        session.close()
+        session.conn.close()
+        asyncio.get_running_loop().call_later(self.config.drain_timeout, session.conn.abort)
 
     def _publish_presence(
         self,
@@ -544,8 +551,7 @@ class Broker:
             for session in list(self._sessions.values()):
                 if now - session.last_seen > silent_for and not session.closed:
                     message = f"no frame for {silent_for:g} s (3 heartbeat intervals)"
-                    self._fatal(session, _E.ERROR_CODE_TIMEOUT, message)
-                    session.conn.close()
+                    self._disconnect(session, _E.ERROR_CODE_TIMEOUT, message)
             self._guard_memory()
             if config.stats_interval > 0 and now >= next_stats:
                 next_stats = now + config.stats_interval

@@ -102,6 +102,8 @@ class Router:
                 seen.add(session)
             else:
                 session = target  # type: ignore[assignment]
+            if session.closed:  # being disconnected: neither delivered nor a loss
+                continue
             if session.deliver(data):
                 delivered += 1
             else:

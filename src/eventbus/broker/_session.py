@@ -27,6 +27,7 @@ class Session:
         "bytes_in",
         "bytes_out",
         "client_name",
+        "close_reason",
         "closed",
         "conn",
         "connected_at_ns",
@@ -80,6 +81,8 @@ class Session:
         self.connected_at_ns = time.time_ns()
         self.last_seen = 0.0
         self.closed = False
+        #: Set when the broker itself ends the connection, to say why in $SYS events.
+        self.close_reason = ""
         self.paused = False
         self._drain_task: asyncio.Task[None] | None = None
         # Pause writing (so drain() waits) well before the limit, resume lower still.
