@@ -258,34 +258,19 @@ async def _demo(args: argparse.Namespace, out: _Output) -> int:
         address, private_dir = args.address, None
     else:
         address, private_dir = _private_address()
-    children: list[_Child] = []
-    code = 0
-    try:
-        out.line("demo", f"broker address: {address}")
-        broker = await _Child.start("broker", ["-m", "eventbus.broker", "--address", address], out)
-        children.append(broker)
-        ready = await _first(
-            broker.wait_for_line(lambda s: "listening on" in s, _START_TIMEOUT), stop
-        )
-        if ready is not True:
-            return (
-                0
-                if stop.is_set()
-                else _not_started(broker, ready, address, given=bool(args.address), out=out)
-            )
-
-        parent = ["--parent-pid", str(os.getpid())]
-        agent = await _Child.start(
-            "agent", ["-m", "eventbus.demo.agent", "--address", address, *parent], out
-        )
-        children.append(agent)
-        ready = await _first(
-            agent.wait_for_line(lambda s: s.startswith(READY), _START_TIMEOUT), stop
-        )
-        if ready is not True:
-            return 0 if stop.is_set() else _not_started(agent, ready, address, given=False, out=out)
-
-        procmond = await _Child.start(
+    parent = ["--parent-pid", str(os.getpid())]
+    steps: list[tuple[str, list[str], Callable[[str], bool]]] = [
+        (
+            "broker",
+            ["-m", "eventbus.broker", "--address", address],
+            lambda line: "listening on" in line,
+        ),
+        (
+            "agent",
+            ["-m", "eventbus.demo.agent", "--address", address, *parent],
+            lambda line: line.startswith(READY),
+        ),
+        (
             "procmond",
             [
                 "-m",
@@ -296,39 +281,23 @@ async def _demo(args: argparse.Namespace, out: _Output) -> int:
                 str(args.interval),
                 *parent,
             ],
-            out,
-        )
-        children.append(procmond)
-        ready = await _first(
-            procmond.wait_for_line(lambda s: s.startswith(READY), _START_TIMEOUT), stop
-        )
-        if ready is not True:
-            return (
-                0 if stop.is_set() else _not_started(procmond, ready, address, given=False, out=out)
-            )
-
-        how_long = f"for {args.duration:g} s" if args.duration is not None else "until Ctrl-C"
-        out.line("demo", f"all three running; live events follow {how_long}")
-        exits = {loop.create_task(c.proc.wait()): c for c in children}
-        stopped = loop.create_task(stop.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {*exits, stopped}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for task in (*exits, stopped):
-                task.cancel()
-        for task in done:
-            if task in exits:
-                child = exits[task]
-                out.line(
-                    "demo",
-                    f"{child.name} exited unexpectedly (status {child.proc.returncode}); "
-                    "stopping the others",
-                )
-                code = 1
-        if not done:
-            out.line("demo", f"{args.duration:g} s are up; stopping")
+            lambda line: line.startswith(READY),
+        ),
+    ]
+    children: list[_Child] = []
+    code = 0
+    try:
+        out.line("demo", f"broker address: {address}")
+        for name, argv, is_ready in steps:
+            child = await _Child.start(name, argv, out)
+            children.append(child)
+            ready = await _first(child.wait_for_line(is_ready, _START_TIMEOUT), stop)
+            if ready is not True:
+                if not stop.is_set():
+                    code = _not_started(child, ready, address, given=bool(args.address), out=out)
+                break
+        else:
+            code = await _watch(children, stop, args.duration, out)
     finally:
         for child in reversed(children):
             if not await child.stop(hurry) and code == 0:
@@ -336,6 +305,37 @@ async def _demo(args: argparse.Namespace, out: _Output) -> int:
         if private_dir is not None:
             shutil.rmtree(private_dir, ignore_errors=True)
     out.line("demo", "stopped" if code == 0 else f"stopped with errors (exit status {code})")
+    return code
+
+
+async def _watch(
+    children: list[_Child], stop: asyncio.Event, duration: float | None, out: _Output
+) -> int:
+    """Run until ``stop``, the end of ``duration`` or the exit of a child (an error: 1)."""
+    loop = asyncio.get_running_loop()
+    how_long = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
+    out.line("demo", f"all three running; live events follow {how_long}")
+    exits = {loop.create_task(child.proc.wait()): child for child in children}
+    stopped = loop.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {*exits, stopped}, timeout=duration, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for task in (*exits, stopped):
+            task.cancel()
+    code = 0
+    for task in done:
+        if task in exits:
+            child = exits[task]
+            out.line(
+                "demo",
+                f"{child.name} exited unexpectedly (status {child.proc.returncode}); "
+                "stopping the others",
+            )
+            code = 1
+    if not done:
+        out.line("demo", f"{duration:g} s are up; stopping")
     return code
 
 
