@@ -303,7 +303,27 @@ async def test_confirmed_publish_counts_connections_not_filters(
 async def test_request_to_nobody_gets_no_responders(broker: Broker, address: str) -> None:
     async with await eventbus.connect(address, principal="agent") as agent:
         with pytest.raises(eventbus.NoResponders):
-            await agent.publish(topics.TASK_PROCESS, b"", reply_to="events.process.x", confirm=True)
+            await agent.request(topics.TASK_PROCESS, b"")
+
+
+async def test_reply_to_must_be_the_requesters_own_inbox(broker: Broker, address: str) -> None:
+    raw = await Raw.open(address)
+    welcome = await raw.hello("agent")
+    other = welcome.connection_id + 1
+    raw.send(
+        Frame(
+            publish=frames_pb2.Publish(
+                request_id=1, topic=topics.TASK_PROCESS, reply_to=f"$INBOX.{other}.1"
+            )
+        )
+    )
+    error = await raw.recv_error()
+    assert error.code == E.ERROR_CODE_PERMISSION_DENIED
+    assert "own inbox" in error.message
+    raw.send(Frame(subscribe=frames_pb2.Subscribe(request_id=2, filter=f"$INBOX.{other}.+")))
+    error = await raw.recv_error()
+    assert error.code == E.ERROR_CODE_PERMISSION_DENIED
+    raw.close()
 
 
 async def test_unsubscribe_stops_delivery_and_ends_iteration(broker: Broker, address: str) -> None:
@@ -427,7 +447,7 @@ async def test_in_process_client_uses_the_same_rules(broker: Broker, address: st
 async def test_stop_says_goodbye_to_clients(address: str) -> None:
     broker = Broker(BrokerConfig(address=address, stats_interval=0))
     await broker.start()
-    client = await eventbus.connect(address, principal="agent")
+    client = await eventbus.connect(address, principal="agent", reconnect=False)
     sub = await client.subscribe("events.#")
     await broker.stop()
     with pytest.raises(eventbus.ConnectionLost, match="goodbye"):

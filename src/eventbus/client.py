@@ -15,9 +15,11 @@ import contextlib
 import itertools
 import logging
 import os
+import random
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from google.protobuf.message import Message
 
@@ -30,7 +32,7 @@ from .transport import Connection, default_address
 from .transport import connect as transport_connect
 from .v1 import frames_pb2
 
-__all__ = ["Client", "Envelope", "Subscription", "connect"]
+__all__ = ["NO_RECONNECT", "Client", "Envelope", "Reconnect", "Subscription", "connect"]
 
 log = logging.getLogger("eventbus.client")
 
@@ -207,21 +209,141 @@ class _Ended(Exception):
     pass
 
 
+Opener = Callable[[], Awaitable[Connection]]
+"""Opens a fresh connection to the broker (used again for every reconnection)."""
+
+INBOX_PREFIX = "$INBOX."
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How a client gets its connection back: exponential backoff with jitter, bounded.
+
+    While disconnected, unconfirmed publishes are kept (up to ``buffer_bytes``) and sent in
+    order once the connection is back; what does not fit is counted in ``Client.unsent``
+    and logged, never dropped silently. Subscriptions are registered again.
+    """
+
+    enabled: bool = True
+    initial_delay: float = 0.05
+    max_delay: float = 5.0
+    #: Attempts in a row before giving up; ``None`` keeps trying until ``close()``.
+    max_attempts: int | None = None
+    buffer_bytes: int = 8 << 20
+
+
+NO_RECONNECT = Reconnect(enabled=False)
+
+
+class _Link(NamedTuple):
+    conn: Connection
+    welcome: frames_pb2.Welcome
+    splitter: FrameSplitter
+    pending: list[bytes]
+
+
+async def _open_link(opener: Opener, principal: str, client_name: str, timeout: float) -> _Link:
+    """Open a connection and run the Hello/Welcome handshake on it."""
+    conn = await opener()
+    hello = frames_pb2.Hello(
+        protocol_version=PROTOCOL_VERSION, principal=principal, client_name=client_name
+    )
+    conn.write(encode_frame(_Frame(hello=hello)))
+    splitter = FrameSplitter()
+    try:
+        bodies = await asyncio.wait_for(_first_frames(conn, splitter), timeout)
+        frame = decode_frame(bodies[0])
+    except asyncio.TimeoutError:
+        conn.abort()
+        raise Timeout(f"no Welcome from the broker within {timeout:g} s") from None
+    except BaseException:
+        conn.abort()
+        raise
+    kind = frame.WhichOneof("body")
+    if kind == "error":
+        conn.close()
+        raise exception_for(frame.error)
+    if kind != "welcome":
+        conn.abort()
+        raise ProtocolError(f"expected Welcome from the broker, got {kind}")
+    splitter = FrameSplitter(max(frame.welcome.limits.max_frame_bytes, 1 << 20))
+    return _Link(conn, frame.welcome, splitter, bodies[1:])
+
+
 class Client:
     """A connection to the broker under one principal. Use :func:`connect` to make one."""
 
     def __init__(
         self,
-        conn: Connection,
-        welcome: frames_pb2.Welcome,
-        splitter: FrameSplitter,
-        pending: list[bytes],
+        link: _Link,
+        opener: Opener,
         *,
+        principal: str,
+        client_name: str,
+        timeout: float = 5.0,
         max_pending: int = _DEFAULT_MAX_PENDING,
         on_dropped: Callable[[int], None] | None = None,
+        reconnect: Reconnect = NO_RECONNECT,
     ) -> None:
-        self._conn = conn
-        self._splitter = splitter
+        self._opener = opener
+        self._principal = principal
+        self._client_name = client_name
+        self._timeout = timeout
+        self.reconnect = reconnect
+        self.max_pending = max_pending
+        #: Events the broker reported lost on the way to this client.
+        self.dropped = 0
+        #: Publishes not sent because the reconnect buffer was full.
+        self.unsent = 0
+        #: Times the connection was re-established.
+        self.reconnects = 0
+        self.on_dropped = on_dropped
+        self._subs: dict[int, Subscription] = {}
+        self._routes = TopicTrie()
+        self._requests: dict[int, asyncio.Future[Any]] = {}
+        self._replies: dict[str, asyncio.Future[Envelope]] = {}
+        self._inbox_id = 0
+        self._ids = itertools.count(1)
+        self._backlog: deque[bytes] = deque()
+        self._backlog_bytes = 0
+        self._closed: BaseException | None = None
+        self._closing = False
+        self._connected = asyncio.Event()
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._attach(link)
+        self._connected.set()
+
+    @classmethod
+    async def open(
+        cls,
+        opener: Opener,
+        *,
+        principal: str,
+        client_name: str | None = None,
+        timeout: float = 5.0,
+        max_pending: int = _DEFAULT_MAX_PENDING,
+        on_dropped: Callable[[int], None] | None = None,
+        reconnect: Reconnect = NO_RECONNECT,
+    ) -> Client:
+        """Connect with ``opener`` and complete the handshake as ``principal``."""
+        name = client_name or f"{principal}[{os.getpid()}]"
+        link = await _open_link(opener, principal, name, timeout)
+        return cls(
+            link,
+            opener,
+            principal=principal,
+            client_name=name,
+            timeout=timeout,
+            max_pending=max_pending,
+            on_dropped=on_dropped,
+            reconnect=reconnect,
+        )
+
+    def _attach(self, link: _Link) -> None:
+        """Make ``link`` the current connection and start reading it."""
+        self._conn = link.conn
+        welcome = link.welcome
         self.welcome = welcome
         self.connection_id: int = welcome.connection_id
         self.identity: frames_pb2.ProcessIdentity = welcome.identity
@@ -237,73 +359,23 @@ class Client:
             max_bytes=max(welcome.limits.max_topic_bytes, 1),
             max_levels=max(welcome.limits.max_topic_levels, 1),
         )
-        self.max_pending = max_pending
-        #: Events the broker reported lost on the way to this client.
-        self.dropped = 0
-        self.on_dropped = on_dropped
-        self._subs: dict[int, Subscription] = {}
-        self._routes = TopicTrie()
-        self._requests: dict[int, asyncio.Future[Any]] = {}
-        self._ids = itertools.count(1)
-        self._closed: BaseException | None = None
-        self._closing = False
         loop = asyncio.get_running_loop()
-        self._reader = loop.create_task(self._read_loop(pending))
+        self._reader = loop.create_task(self._read_loop(link))
         interval = welcome.limits.heartbeat_interval_ms / 1000
-        self._keepalive = loop.create_task(self._ping_loop(interval)) if interval > 0 else None
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        self._keepalive = (
+            loop.create_task(self._ping_loop(link.conn, interval)) if interval > 0 else None
+        )
 
     @property
     def principal(self) -> str:
         return self.grant.principal
 
     @property
-    def closed(self) -> bool:
-        return self._closed is not None or self._closing
-
-    @classmethod
-    async def handshake(
-        cls,
-        conn: Connection,
-        *,
-        principal: str,
-        client_name: str | None = None,
-        timeout: float = 5.0,
-        max_pending: int = _DEFAULT_MAX_PENDING,
-        on_dropped: Callable[[int], None] | None = None,
-    ) -> Client:
-        """Send Hello on an open connection and wait for Welcome."""
-        hello = frames_pb2.Hello(
-            protocol_version=PROTOCOL_VERSION,
-            principal=principal,
-            client_name=client_name or f"{principal}[{os.getpid()}]",
-        )
-        conn.write(encode_frame(_Frame(hello=hello)))
-        splitter = FrameSplitter()
-        try:
-            bodies = await asyncio.wait_for(_first_frames(conn, splitter), timeout)
-            frame = decode_frame(bodies[0])
-        except asyncio.TimeoutError:
-            conn.abort()
-            raise Timeout(f"no Welcome from the broker within {timeout:g} s") from None
-        except BaseException:
-            conn.abort()
-            raise
-        kind = frame.WhichOneof("body")
-        if kind == "error":
-            conn.close()
-            raise exception_for(frame.error)
-        if kind != "welcome":
-            conn.abort()
-            raise ProtocolError(f"expected Welcome from the broker, got {kind}")
-        splitter = FrameSplitter(max(frame.welcome.limits.max_frame_bytes, 1 << 20))
-        return cls(
-            conn,
-            frame.welcome,
-            splitter,
-            bodies[1:],
-            max_pending=max_pending,
-            on_dropped=on_dropped,
-        )
+    def connected(self) -> bool:
+        """Whether the connection is up now (False while reconnecting and after close)."""
+        return self._connected.is_set() and self._closed is None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -319,11 +391,13 @@ class Client:
         """Publish an event. With ``confirm=True``, return how many subscribers it reached.
 
         Raises :class:`InvalidTopic` or :class:`PermissionDenied` locally, before sending,
-        when the topic is invalid or outside the rights the broker granted.
+        when the topic is invalid or outside the rights the broker granted. While the
+        client is reconnecting, an unconfirmed publish is buffered (see :class:`Reconnect`)
+        and a confirmed one waits for the connection.
         """
         self._check_open()
         grant = self.grant
-        if not grant.may_publish(topic):
+        if not grant.may_publish(topic) and not topic.startswith(INBOX_PREFIX):
             limits = self.limits
             validate_topic(
                 topic, max_bytes=limits.max_topic_bytes, max_levels=limits.max_topic_levels
@@ -337,12 +411,17 @@ class Client:
         )
         if correlation is not None:
             publish.correlation.CopyFrom(correlation)
-        data = encode_frame(_Frame(publish=publish))
+        # Refused here rather than by the broker, which would close the connection.
+        data = encode_frame(_Frame(publish=publish), max_frame=self.limits.max_frame_bytes or None)
         if confirm:
             ack: frames_pb2.PubAck = await self._request(request_id, data)
             return ack.delivered
-        self._conn.write(data)
-        await self._conn.drain()
+        if not self._connected.is_set():
+            self._keep_for_later(data, topic)
+            return None
+        conn = self._conn
+        conn.write(data)
+        await conn.drain()
         return None
 
     async def subscribe(
@@ -364,17 +443,46 @@ class Client:
         # Routed locally before the SubAck, so no event that follows the ack is missed.
         self._subs[sub_id] = sub
         self._routes.add(topic_filter, sub)
-        frame = _Frame(
-            subscribe=frames_pb2.Subscribe(
-                request_id=sub_id, filter=topic_filter, group=group or ""
-            )
-        )
         try:
-            await self._request(sub_id, encode_frame(frame))
+            await self._request(sub_id, _subscribe_frame(sub_id, topic_filter, group or ""))
         except BaseException:
             self._drop_route(sub)
             raise
         return sub
+
+    async def request(
+        self,
+        topic: str,
+        payload: bytes | bytearray | Message = b"",
+        *,
+        timeout: float = 5.0,
+        correlation: frames_pb2.CorrelationMetadata | None = None,
+    ) -> Envelope:
+        """Publish a request and wait for the first reply.
+
+        Raises :class:`NoResponders` at once when nobody subscribes to ``topic``, and
+        :class:`Timeout` when no reply comes within ``timeout`` seconds. Responders answer
+        with :meth:`reply`.
+        """
+        await self._ensure_inbox()
+        reply_to = f"{INBOX_PREFIX}{self.connection_id}.{next(self._ids)}"
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._replies[reply_to] = future
+        try:
+            await self.publish(
+                topic, payload, reply_to=reply_to, correlation=correlation, confirm=True
+            )
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"no reply to the request on {topic!r} within {timeout:g} s") from None
+        finally:
+            self._replies.pop(reply_to, None)
+
+    async def reply(self, request: Envelope, payload: bytes | bytearray | Message = b"") -> None:
+        """Answer a request received on a subscription (once per request)."""
+        if not request.reply_to:
+            raise ValueError(f"the event on {request.topic!r} is not a request (no reply_to)")
+        await self.publish(request.reply_to, payload, correlation=request.correlation)
 
     async def list_subscriptions(self, *, all_clients: bool = False) -> list[frames_pb2.ClientInfo]:
         """This connection's subscriptions, or every client's (needs the admin right)."""
@@ -398,12 +506,23 @@ class Client:
         except asyncio.TimeoutError:
             raise Timeout(f"no Pong within {timeout:g} s") from None
 
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until the connection is up (returns at once when it is)."""
+        self._check_open()
+        try:
+            await asyncio.wait_for(self._wait_connected(), timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"not reconnected within {timeout:g} s") from None
+
     async def close(self) -> None:
         """Say goodbye and close; subscriptions end, pending requests fail."""
         if self._closed is None and not self._closing:
             self._closing = True
-            goodbye = _Frame(goodbye=frames_pb2.Goodbye(reason="client closed"))
-            self._conn.write(encode_frame(goodbye))
+            if self._reconnecting is not None:
+                self._reconnecting.cancel()
+            if self._connected.is_set():
+                goodbye = _Frame(goodbye=frames_pb2.Goodbye(reason="client closed"))
+                self._conn.write(encode_frame(goodbye))
             self._conn.close()
         with contextlib.suppress(asyncio.CancelledError, EventBusError):
             await self._reader
@@ -412,10 +531,14 @@ class Client:
             await self._conn.wait_closed()
 
     async def wait_closed(self) -> BaseException | None:
-        """Wait until the connection ends; returns why (None after :meth:`close`)."""
-        with contextlib.suppress(asyncio.CancelledError, EventBusError):
-            await asyncio.shield(self._reader)
-        return self._closed if not isinstance(self._closed, _Ended) else None
+        """Wait until the client is closed for good; returns why (None after :meth:`close`)."""
+        while self._closed is None:
+            task = self._reconnecting or self._reader
+            with contextlib.suppress(asyncio.CancelledError, EventBusError):
+                await asyncio.shield(task)
+            if task is self._reader and self._reconnecting is None and self._closed is None:
+                await asyncio.sleep(0)
+        return None if isinstance(self._closed, _Ended) else self._closed
 
     async def __aenter__(self) -> Client:
         return self
@@ -423,7 +546,7 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- internals -------------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed is not None and not isinstance(self._closed, _Ended):
@@ -431,7 +554,16 @@ class Client:
         if self._closed is not None or self._closing:
             raise ConnectionLost("client is closed")
 
-    async def _request(self, request_id: int, data: bytes) -> Any:
+    async def _wait_connected(self) -> None:
+        while not self._connected.is_set():
+            self._check_open()
+            await self._connected.wait()
+        self._check_open()
+
+    async def _request(self, request_id: int, data: bytes, *, now: bool = False) -> Any:
+        """Send a frame that expects an answer; ``now`` skips waiting for a reconnection."""
+        if not now and not self._connected.is_set():
+            await self._wait_connected()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
         try:
@@ -443,8 +575,8 @@ class Client:
     async def _unsubscribe(self, sub: Subscription) -> None:
         self._drop_route(sub)
         sub._finish(None)
-        if self._closed is not None or self._closing:
-            return
+        if self._closed is not None or self._closing or not self._connected.is_set():
+            return  # nothing to undo at the broker: a reconnection will not restore it
         request_id = next(self._ids)
         frame = _Frame(
             unsubscribe=frames_pb2.Unsubscribe(request_id=request_id, subscription_id=sub.id)
@@ -455,19 +587,33 @@ class Client:
         if self._subs.pop(sub.id, None) is not None:
             self._routes.discard(sub.filter, sub)
 
-    async def _ping_loop(self, interval: float) -> None:
+    async def _ensure_inbox(self) -> None:
+        if not self._inbox_id:
+            self._inbox_id = next(self._ids)
+            try:
+                await self._request(self._inbox_id, self._inbox_frame())
+            except BaseException:
+                self._inbox_id = 0
+                raise
+
+    def _inbox_frame(self) -> bytes:
+        return _subscribe_frame(self._inbox_id, f"{INBOX_PREFIX}{self.connection_id}.+", "")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _ping_loop(self, conn: Connection, interval: float) -> None:
         ping = encode_frame(_Frame(ping=frames_pb2.Ping(nonce=0)))
         while True:
             await asyncio.sleep(interval)
-            self._conn.write(ping)
+            conn.write(ping)
 
-    async def _read_loop(self, pending: list[bytes]) -> None:
+    async def _read_loop(self, link: _Link) -> None:
         error: BaseException | None = None
+        conn = link.conn
         try:
-            for body in pending:
+            for body in link.pending:
                 await self._handle(body)
-            conn = self._conn
-            feed = self._splitter.feed
+            feed = link.splitter.feed
             while True:
                 data = await conn.read()
                 if not data:
@@ -485,7 +631,11 @@ class Client:
         except Exception as exc:
             log.exception("client reader failed")
             error = ConnectionLost(f"client reader failed: {exc!r}")
-        finally:
+        if conn is not self._conn:
+            return
+        if error is not None and self._may_reconnect(error):
+            self._lost(error)
+        else:
             self._shutdown(error)
 
     async def _handle(self, body: bytes) -> None:
@@ -493,7 +643,13 @@ class Client:
         kind = frame.WhichOneof("body")
         if kind == "event":
             envelope = Envelope(frame.event)
-            for sub in self._routes.match(envelope.topic):
+            topic = envelope.topic
+            if topic[0] == "$" and topic.startswith(INBOX_PREFIX):
+                reply = self._replies.get(topic)
+                if reply is not None and not reply.done():
+                    reply.set_result(envelope)
+                return
+            for sub in self._routes.match(topic):
                 assert isinstance(sub, Subscription)
                 while sub._full():
                     await sub._wait_space()
@@ -535,20 +691,136 @@ class Client:
         else:
             log.warning("broker: %s", exc)
 
+    # -- losing and regaining the connection -------------------------------------------------
+
+    def _may_reconnect(self, error: BaseException) -> bool:
+        return (
+            self.reconnect.enabled
+            and not self._closing
+            and isinstance(error, (ConnectionLost, Timeout))
+        )
+
+    def _lost(self, error: BaseException) -> None:
+        """The connection broke: fail what waited on it, keep subscriptions, reconnect."""
+        log.warning("lost the connection to the broker (%s); reconnecting", error)
+        self._connected.clear()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        self._conn.abort()
+        self._fail_requests(error)
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect(error))
+
+    async def _reconnect(self, cause: BaseException) -> None:
+        policy = self.reconnect
+        delay = policy.initial_delay
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                if policy.max_attempts is not None and attempt > policy.max_attempts:
+                    self._shutdown(
+                        ConnectionLost(
+                            f"gave up after {policy.max_attempts} reconnection attempts: {cause}"
+                        )
+                    )
+                    return
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, policy.max_delay)
+                try:
+                    link = await _open_link(
+                        self._opener, self._principal, self._client_name, self._timeout
+                    )
+                except (ConnectionLost, Timeout, OSError) as exc:
+                    log.debug("reconnection attempt %d failed: %s", attempt, exc)
+                    cause = exc
+                    continue
+                except EventBusError as exc:  # refused by the broker: no point retrying
+                    self._shutdown(exc)
+                    return
+                self._attach(link)
+                self.reconnects += 1
+                await self._restore()
+                return
+        except asyncio.CancelledError:
+            raise
+        except EventBusError as exc:
+            log.warning("reconnection interrupted: %s", exc)
+        finally:
+            self._reconnecting = None
+
+    async def _restore(self) -> None:
+        """Register the subscriptions again, then send what was published meanwhile."""
+        subs = list(self._subs.values())
+        requests = [
+            self._request(sub.id, _subscribe_frame(sub.id, sub.filter, sub.group), now=True)
+            for sub in subs
+        ]
+        if self._inbox_id:
+            requests.append(self._request(self._inbox_id, self._inbox_frame(), now=True))
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        if any(isinstance(result, (ConnectionLost, Timeout)) for result in results):
+            return  # lost again: the reader starts the next round
+        for sub, result in zip(subs, results[: len(subs)], strict=True):
+            if isinstance(result, BaseException):  # e.g. the policy no longer allows it
+                self._drop_route(sub)
+                sub._finish(result)
+        conn = self._conn
+        while self._backlog:
+            conn.write(self._backlog.popleft())
+        self._backlog_bytes = 0
+        self._connected.set()
+        log.info("reconnected to the broker as connection %d", self.connection_id)
+
+    def _keep_for_later(self, data: bytes, topic: str) -> None:
+        if self._backlog_bytes + len(data) > self.reconnect.buffer_bytes:
+            self.unsent += 1
+            log.warning(
+                "reconnect buffer full (%d bytes): publish to %r not sent (%d unsent in all)",
+                self._backlog_bytes,
+                topic,
+                self.unsent,
+            )
+            return
+        self._backlog.append(data)
+        self._backlog_bytes += len(data)
+
+    def _fail_requests(self, error: BaseException) -> None:
+        for future in self._requests.values():
+            if not future.done():
+                future.set_exception(error)
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_exception(error)
+
     def _shutdown(self, error: BaseException | None) -> None:
         if self._closed is not None:
             return
         self._closed = error if error is not None else _Ended()
+        self._connected.set()  # wake waiters so they see the end
         if self._keepalive is not None:
             self._keepalive.cancel()
-        lost = error or ConnectionLost("client is closed")
-        for future in self._requests.values():
-            if not future.done():
-                future.set_exception(lost)
+        if self._reconnecting is not None and self._reconnecting is not asyncio.current_task():
+            self._reconnecting.cancel()
+        self._fail_requests(error or ConnectionLost("client is closed"))
         for sub in list(self._subs.values()):
             sub._finish(error)
         self._subs.clear()
-        self._conn.abort() if error is not None else self._conn.close()
+        if self._backlog:
+            self.unsent += len(self._backlog)
+            log.warning("%d buffered publish(es) never sent: the client closed", len(self._backlog))
+            self._backlog.clear()
+        if error is not None:
+            self._conn.abort()
+        else:
+            self._conn.close()
+
+
+def _subscribe_frame(sub_id: int, topic_filter: str, group: str) -> bytes:
+    frame = _Frame(
+        subscribe=frames_pb2.Subscribe(request_id=sub_id, filter=topic_filter, group=group)
+    )
+    return encode_frame(frame)
 
 
 async def _first_frames(conn: Connection, splitter: FrameSplitter) -> list[bytes]:
@@ -569,18 +841,23 @@ async def connect(
     timeout: float = 5.0,
     max_pending: int = _DEFAULT_MAX_PENDING,
     on_dropped: Callable[[int], None] | None = None,
+    reconnect: Reconnect | bool = True,
 ) -> Client:
     """Connect to the broker at ``address`` (default: the default address) as ``principal``.
 
     The broker admits the principal only if its policy binds it to this process's OS
-    credentials; otherwise this raises :class:`PermissionDenied` with the reason.
+    credentials; otherwise this raises :class:`PermissionDenied` with the reason. The first
+    connection must succeed (:class:`ConnectionLost` otherwise); after that the client
+    reconnects by itself unless ``reconnect=False``.
     """
-    conn = await transport_connect(address or default_address())
-    return await Client.handshake(
-        conn,
+    target = address or default_address()
+    policy = reconnect if isinstance(reconnect, Reconnect) else Reconnect(enabled=reconnect)
+    return await Client.open(
+        lambda: transport_connect(target),
         principal=principal,
         client_name=client_name,
         timeout=timeout,
         max_pending=max_pending,
         on_dropped=on_dropped,
+        reconnect=policy,
     )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import DecodeError
 
 from .. import topics
-from .._backend import FrameSplitter, validate_filter
+from .._backend import FrameSplitter, filter_covers, validate_filter, validate_topic
 from ..acl import Policy, default_policy
 from ..errors import (
     ConnectionLost,
@@ -26,7 +26,7 @@ from ..protocol import PROTOCOL_VERSION, code_for, encode_frame, error_frame
 from ..transport import Connection, Server, default_address, memory_pair, serve
 from ..v1 import frames_pb2
 from ._routing import Router
-from ._session import Session
+from ._session import INBOX_PREFIX, Session
 from .config import BrokerConfig
 
 if TYPE_CHECKING:
@@ -179,11 +179,18 @@ class Broker:
 
         It is admitted like any other connection, with this process's credentials.
         """
-        from ..client import Client
+        from ..client import Client, Reconnect
 
-        server_end, client_end = memory_pair()
-        self._spawn(self._handle(server_end))
-        return await Client.handshake(client_end, principal=principal, client_name=client_name)
+        async def opener() -> Connection:
+            if self._stopping:
+                raise ConnectionLost("the broker has stopped")
+            server_end, client_end = memory_pair()
+            self._spawn(self._handle(server_end))
+            return client_end
+
+        return await Client.open(
+            opener, principal=principal, client_name=client_name, reconnect=Reconnect(False)
+        )
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -393,20 +400,28 @@ class Broker:
         topic = publish.topic
         grant = session.grant
         assert grant is not None
+        reply_to = publish.reply_to
         try:
-            if not grant.may_publish(topic):
+            if not grant.may_publish(topic) and not session.take_reply_grant(topic):
+                if topic.startswith(INBOX_PREFIX):
+                    raise PermissionDenied(
+                        f"principal {grant.principal!r} may not publish to {topic!r}: an inbox "
+                        "takes only one reply to a request delivered to the replying connection"
+                    )
                 grant.check_publish(topic)
+            if reply_to:
+                self._check_reply_to(session, reply_to)
             envelope = _EventEnvelope(
                 topic=topic,
                 payload=publish.payload,
                 timestamp_ns=time.time_ns(),
                 publisher=session.identity,
-                reply_to=publish.reply_to,
+                reply_to=reply_to,
             )
             if publish.HasField("correlation"):
                 envelope.correlation.CopyFrom(publish.correlation)
             data = encode_frame(_Frame(event=envelope))
-            delivered, dropped = self._router.fan_out(topic, data)
+            delivered, dropped = self._router.fan_out(topic, data, reply_to)
         except (InvalidTopic, PermissionDenied) as exc:
             self._error(session, request_id, code_for(exc), str(exc))
             return
@@ -414,13 +429,25 @@ class Broker:
         self.messages_out += delivered
         self.messages_dropped += dropped
         if request_id:
-            if publish.reply_to and not delivered and not dropped:
+            if reply_to and not delivered and not dropped:
                 self._error(
                     session, request_id, _E.ERROR_CODE_NO_RESPONDERS, f"no subscriber for {topic!r}"
                 )
             else:
                 ack = frames_pb2.PubAck(request_id=request_id, delivered=delivered, dropped=dropped)
                 session.send(encode_frame(_Frame(pub_ack=ack)))
+
+    def _check_reply_to(self, session: Session, reply_to: str) -> None:
+        """A request's reply inbox must be the requester's own, so replies cannot be aimed
+        at another connection."""
+        validate_topic(
+            reply_to, max_bytes=self.config.max_topic_bytes, max_levels=self.config.max_topic_levels
+        )
+        if not reply_to.startswith(session.inbox):
+            raise PermissionDenied(
+                f"reply_to {reply_to!r} is not inside this connection's own inbox "
+                f"{session.inbox + '#'!r}"
+            )
 
     def _on_subscribe(self, session: Session, subscribe: frames_pb2.Subscribe) -> None:
         request_id = subscribe.request_id
@@ -433,7 +460,14 @@ class Broker:
                 max_bytes=self.config.max_topic_bytes,
                 max_levels=self.config.max_topic_levels,
             )
-            grant.check_subscribe(topic_filter)
+            if topic_filter.startswith(INBOX_PREFIX):
+                own = f"{session.inbox}#"
+                if not filter_covers(own, topic_filter):
+                    raise PermissionDenied(
+                        f"{topic_filter!r} is not inside this connection's own inbox {own!r}"
+                    )
+            else:
+                grant.check_subscribe(topic_filter)
         except (InvalidTopic, PermissionDenied) as exc:
             self._error(session, request_id, code_for(exc), str(exc))
             return

@@ -84,8 +84,10 @@ class Router:
             self.unsubscribe(session, sub_id)
         return len(ids)
 
-    def fan_out(self, topic: str, data: bytes) -> tuple[int, int]:
+    def fan_out(self, topic: str, data: bytes, reply_to: str = "") -> tuple[int, int]:
         """Write ``data`` to every connection ``topic`` reaches, each once.
+
+        With ``reply_to`` (a request), each connection that gets it may answer there once.
 
         Returns ``(delivered, dropped)`` counted in connections. Raises ``InvalidTopic``.
         """
@@ -106,6 +108,8 @@ class Router:
                 continue
             if session.deliver(data):
                 delivered += 1
+                if reply_to:
+                    session.allow_reply(reply_to)
             else:
                 dropped += 1
         return delivered, dropped

@@ -16,7 +16,11 @@ from ..protocol import encode_frame
 from ..transport import Connection, PeerCredentials
 from ..v1 import frames_pb2
 
-__all__ = ["Session"]
+__all__ = ["INBOX_PREFIX", "Session"]
+
+#: Connection N receives replies on ``$INBOX.N.<anything>``.
+INBOX_PREFIX = "$INBOX."
+_MAX_REPLY_GRANTS = 1024
 
 
 class Session:
@@ -37,6 +41,7 @@ class Session:
         "filter_refs",
         "grant",
         "identity",
+        "inbox",
         "last_seen",
         "messages_in",
         "messages_out",
@@ -44,6 +49,7 @@ class Session:
         "outbound_limit",
         "paused",
         "peer",
+        "reply_grants",
         "subscriptions",
     )
 
@@ -65,6 +71,9 @@ class Session:
             gid=conn.peer.gid or 0,
             connection_id=connection_id,
         )
+        self.inbox = f"{INBOX_PREFIX}{connection_id}."
+        # Inboxes this connection may answer once: reply_to of requests delivered to it.
+        self.reply_grants: dict[str, None] = {}
         # subscription id -> (filter, group); group "" for a plain subscription.
         self.subscriptions: dict[int, tuple[str, str]] = {}
         # plain filter -> how many of this connection's subscriptions use it.
@@ -97,6 +106,19 @@ class Session:
         self.client_name = client_name
         self.identity.principal = grant.principal
         self.identity.client_name = client_name
+
+    def allow_reply(self, inbox: str) -> None:
+        grants = self.reply_grants
+        if len(grants) >= _MAX_REPLY_GRANTS:
+            del grants[next(iter(grants))]
+        grants[inbox] = None
+
+    def take_reply_grant(self, topic: str) -> bool:
+        """Use up the right to answer a request on ``topic``, if this connection has it."""
+        if topic in self.reply_grants:
+            del self.reply_grants[topic]
+            return True
+        return False
 
     def send(self, data: bytes) -> None:
         """Write a control frame (answers, errors): never subject to the event limit."""
