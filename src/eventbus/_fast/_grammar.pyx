@@ -8,8 +8,9 @@ reported in the twin's order (size, then the first bad level, then the level cou
 the twin's messages, word for word.
 """
 
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport (
     Py_UNICODE_ISSPACE,
     PyUnicode_DATA,
@@ -17,6 +18,7 @@ from cpython.unicode cimport (
     PyUnicode_KIND,
     PyUnicode_READ_CHAR,
     PyUnicode_Split,
+    PyUnicode_Substring,
 )
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 
@@ -33,8 +35,12 @@ __all__ = [
     "validate_topic",
 ]
 
-DEFAULT_MAX_BYTES = 256
-DEFAULT_MAX_LEVELS = 16
+cdef enum:
+    DEFAULT_BYTES = 256
+    DEFAULT_LEVELS = 16
+
+DEFAULT_MAX_BYTES = DEFAULT_BYTES
+DEFAULT_MAX_LEVELS = DEFAULT_LEVELS
 
 # The defaults as C-level references, so the fixed-limit entry points skip a global lookup.
 cdef object _MAX_BYTES = DEFAULT_MAX_BYTES
@@ -52,28 +58,31 @@ cdef enum Rule:
     RULE_WHITESPACE
     RULE_SURROGATE
 
+# The scan notes where the separators are, so the levels are cut without a second pass,
+# for up to this many levels (more fall back to ``str.split``).
+cdef enum:
+    MAX_NOTED_LEVELS = 32
+
 ctypedef struct Scan:
     Py_ssize_t size     # UTF-8 bytes (a lone surrogate counts 3, as its code point says)
     Py_ssize_t levels
     Rule rule           # the first rule broken, in reading order
     Py_ssize_t level    # the 1-based level that breaks it
     Py_UCS4 ch          # the character that breaks it
+    Py_ssize_t dots[MAX_NOTED_LEVELS]   # dots[k]: the index of the separator after level k+1
 
-# Bit ``c`` set: the ASCII character ``c`` is an ordinary level character (one UTF-8
-# byte, neither separator, wildcard, control character nor whitespace).
-cdef uint32_t _PLAIN[4]
+# Non-zero for an ordinary ASCII level character: neither separator, wildcard, control
+# character nor whitespace.
+cdef unsigned char _ORDINARY[128]
 
 
-cdef void _init_plain() noexcept:
+cdef void _init_ordinary() noexcept:
     cdef uint32_t c
-    for c in range(4):
-        _PLAIN[c] = 0
-    for c in range(0x21, 0x7F):
-        if c != c"." and c != c"+" and c != c"#":
-            _PLAIN[c >> 5] |= (<uint32_t>1) << (c & 31)
+    for c in range(128):
+        _ORDINARY[c] = 0x21 <= c < 0x7F and c != c"." and c != c"+" and c != c"#"
 
 
-_init_plain()
+_init_ordinary()
 
 ctypedef fused code_unit:
     uint8_t
@@ -81,71 +90,81 @@ ctypedef fused code_unit:
     Py_UCS4
 
 
-cdef inline void _note(Scan* scan, Rule rule, uint32_t ch) noexcept:
+cdef inline void _note(Scan* scan, Rule rule, Py_ssize_t level, uint32_t ch) noexcept:
     if scan.rule == RULE_NONE:
         scan.rule = rule
-        scan.level = scan.levels
+        scan.level = level
         scan.ch = <Py_UCS4>ch
 
 
 cdef void _scan(const code_unit* data, Py_ssize_t n, bint is_filter, Scan* scan) noexcept:
+    # The counters live in locals: stored through ``scan``, they would be written back on
+    # every character, since as far as C knows the code units may alias them.
     cdef Py_ssize_t i
+    cdef Py_ssize_t extra = 0       # UTF-8 bytes beyond one per code point
+    cdef Py_ssize_t levels = 1
     cdef Py_ssize_t start = 0       # where the current level begins
     cdef uint32_t ch
-    scan.size = 0
-    scan.levels = 1
     scan.rule = RULE_NONE
     scan.level = 0
     scan.ch = 0
     for i in range(n):
         ch = data[i]
         if ch < 0x80:
-            scan.size += 1
-            if _PLAIN[ch >> 5] & ((<uint32_t>1) << (ch & 31)):
+            if _ORDINARY[ch]:
                 continue
             if ch == c".":
                 if i == start:
-                    _note(scan, RULE_EMPTY_LEVEL, ch)
-                scan.levels += 1
+                    _note(scan, RULE_EMPTY_LEVEL, levels, ch)
+                if levels <= MAX_NOTED_LEVELS:
+                    scan.dots[levels - 1] = i
+                levels += 1
                 start = i + 1
             elif scan.rule != RULE_NONE:
                 continue
             elif ch == c"+" or ch == c"#":
                 if not is_filter:
-                    _note(scan, RULE_WILDCARD_IN_NAME, ch)
+                    _note(scan, RULE_WILDCARD_IN_NAME, levels, ch)
                 elif i != start or (i + 1 < n and data[i + 1] != c"."):
-                    _note(scan, RULE_WILDCARD_PART, ch)
+                    _note(scan, RULE_WILDCARD_PART, levels, ch)
                 elif ch == c"#" and i + 1 != n:
-                    _note(scan, RULE_HASH_NOT_LAST, ch)
+                    _note(scan, RULE_HASH_NOT_LAST, levels, ch)
             elif ch == 0:
-                _note(scan, RULE_NUL, ch)
+                _note(scan, RULE_NUL, levels, ch)
             elif ch == c" ":
-                _note(scan, RULE_WHITESPACE, ch)
+                _note(scan, RULE_WHITESPACE, levels, ch)
             else:
-                _note(scan, RULE_CONTROL, ch)
+                _note(scan, RULE_CONTROL, levels, ch)
             continue
         if ch < 0x800:
-            scan.size += 2
+            extra += 1
         elif ch < 0x10000:
-            scan.size += 3
+            extra += 2
         else:
-            scan.size += 4
+            extra += 3
         if scan.rule != RULE_NONE:
             continue
         if ch <= 0x9F:
-            _note(scan, RULE_CONTROL, ch)
+            _note(scan, RULE_CONTROL, levels, ch)
         elif Py_UNICODE_ISSPACE(ch):
-            _note(scan, RULE_WHITESPACE, ch)
+            _note(scan, RULE_WHITESPACE, levels, ch)
         elif 0xD800 <= ch <= 0xDFFF:
-            _note(scan, RULE_SURROGATE, ch)
+            _note(scan, RULE_SURROGATE, levels, ch)
     if start == n:
-        _note(scan, RULE_EMPTY_LEVEL, 0)
+        _note(scan, RULE_EMPTY_LEVEL, levels, 0)
+    scan.size = n + extra
+    scan.levels = levels
 
 
 cdef int _over(Py_ssize_t value, object limit) except -1:
     """``value > limit`` as Python decides it, without objects when ``limit`` is an int."""
     cdef int overflow = 0
     cdef long long bound
+    # The defaults are cached small ints, so most calls stop at these identity checks.
+    if limit is _MAX_BYTES:
+        return value > DEFAULT_BYTES
+    if limit is _MAX_LEVELS:
+        return value > DEFAULT_LEVELS
     if type(limit) is int:
         bound = PyLong_AsLongLongAndOverflow(limit, &overflow)
         if overflow:
@@ -208,7 +227,25 @@ cdef list _split(object text, bint is_filter, object max_bytes, object max_level
         raise _fail(
             kind_name, text, f"has {scan.levels} levels, over the limit of {max_levels}"
         )
-    return PyUnicode_Split(text, ".", -1)
+    if scan.levels > MAX_NOTED_LEVELS:
+        return PyUnicode_Split(text, ".", -1)
+    return _cut(text, n, &scan)
+
+
+cdef list _cut(object text, Py_ssize_t n, Scan* scan):
+    """``text.split(".")`` from the separators the scan noted."""
+    cdef list levels = PyList_New(scan.levels)
+    cdef Py_ssize_t index
+    cdef Py_ssize_t start = 0
+    cdef Py_ssize_t end
+    cdef object level
+    for index in range(scan.levels):
+        end = scan.dots[index] if index < scan.levels - 1 else n
+        level = PyUnicode_Substring(text, start, end)
+        Py_INCREF(level)
+        PyList_SET_ITEM(levels, index, level)
+        start = end + 1
+    return levels
 
 
 cdef bint _is_broker(str first_level) noexcept:
