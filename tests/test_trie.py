@@ -46,6 +46,20 @@ def test_each_value_once_even_when_several_filters_match(core: SimpleNamespace) 
     assert len(result) == 2
 
 
+def test_many_matching_filters(core: SimpleNamespace) -> None:
+    filters = ["#", "a.#", "+.#", "a.b.#", "+.b.#", "a.+.#", "+.+.#", "a.b", "+.b", "a.+", "+.+"]
+    filters += ["a.b.c.#", "+.+.+.#"]  # these two match nothing here
+    trie = core.trie.TopicTrie()
+    for index, topic_filter in enumerate(filters):
+        trie.add(topic_filter, index)
+        trie.add(topic_filter, "shared")
+    expected = {index for index, f in enumerate(filters) if f.count(".") < 3} | {"shared"}
+    result = trie.match("a.b")
+    assert set(result) == expected
+    assert len(result) == len(expected)
+    assert trie.match("a.b") == result
+
+
 def test_values_are_arbitrary_hashables(core: SimpleNamespace) -> None:
     class Subscriber:
         pass

@@ -36,10 +36,15 @@ cdef inline bint _filled(dict d) noexcept:
 
 
 cdef class _Node:
-    cdef dict children     # literal level -> _Node, None until the first
+    cdef dict children      # literal level -> _Node, None until the first
     cdef _Node plus
     cdef dict values        # the values of filters ending here (an ordered set)
     cdef dict hash_values   # the values of filters ending in '#' here
+    # ``tuple(values)`` and ``tuple(hash_values)``, made by the first match that has this
+    # node as its only source and dropped when the dict changes: a repeated miss then costs
+    # no tuple and touches neither the dict nor the values.
+    cdef tuple values_tuple
+    cdef tuple hash_tuple
 
     cdef bint is_empty(self) noexcept:
         return not (
@@ -48,6 +53,15 @@ cdef class _Node:
             or _filled(self.values)
             or _filled(self.hash_values)
         )
+
+    cdef tuple as_tuple(self, bint hashes):
+        if hashes:
+            if self.hash_tuple is None:
+                self.hash_tuple = _keys(self.hash_values)
+            return self.hash_tuple
+        if self.values_tuple is None:
+            self.values_tuple = _keys(self.values)
+        return self.values_tuple
 
 
 cdef tuple _keys(dict d):
@@ -64,14 +78,32 @@ cdef tuple _keys(dict d):
     return result
 
 
-cdef int _collect(_Node node, list levels, Py_ssize_t index, list sources) except -1:
-    """Append to ``sources`` the value dicts of the filters under ``node`` that match."""
+# The value sets a match reaches, in the twin's order: most matches reach one or two, so
+# they are noted in C; past MAX_SOURCES only the count goes on and the walk is redone.
+cdef enum:
+    MAX_SOURCES = 8
+
+ctypedef struct Sources:
+    Py_ssize_t count
+    PyObject* nodes[MAX_SOURCES]    # borrowed: no Python code runs until they are used
+    bint hashes[MAX_SOURCES]        # the node's hash_values, else its values
+
+
+cdef inline void _note(Sources* sources, _Node node, bint hashes) noexcept:
+    if sources.count < MAX_SOURCES:
+        sources.nodes[sources.count] = <PyObject*>node
+        sources.hashes[sources.count] = hashes
+    sources.count += 1
+
+
+cdef int _collect(_Node node, list levels, Py_ssize_t index, Sources* sources) except -1:
+    """Note the value sets of the filters under ``node`` that match ``levels[index:]``."""
     cdef PyObject* child
     if _filled(node.hash_values):
-        sources.append(node.hash_values)
+        _note(sources, node, True)
     if index == PyList_GET_SIZE(levels):
         if _filled(node.values):
-            sources.append(node.values)
+            _note(sources, node, False)
         return 0
     if node.children is not None:
         child = PyDict_GetItemWithError(node.children, <object>PyList_GET_ITEM(levels, index))
@@ -82,8 +114,27 @@ cdef int _collect(_Node node, list levels, Py_ssize_t index, list sources) excep
     return 0
 
 
-cdef int _remove(dict target, object value) except -1:
-    """1 if ``value`` was in ``target`` and is removed, else 0."""
+cdef int _collect_all(_Node node, list levels, Py_ssize_t index, list found) except -1:
+    """:func:`_collect` for many sources: append the value dicts themselves to ``found``."""
+    cdef PyObject* child
+    if _filled(node.hash_values):
+        found.append(node.hash_values)
+    if index == PyList_GET_SIZE(levels):
+        if _filled(node.values):
+            found.append(node.values)
+        return 0
+    if node.children is not None:
+        child = PyDict_GetItemWithError(node.children, <object>PyList_GET_ITEM(levels, index))
+        if child is not NULL:
+            _collect_all(<_Node>child, levels, index + 1, found)
+    if node.plus is not None:
+        _collect_all(node.plus, levels, index + 1, found)
+    return 0
+
+
+cdef int _remove(_Node node, bint hashes, object value) except -1:
+    """1 if ``value`` was in the node's (hash) values and is removed, else 0."""
+    cdef dict target = node.hash_values if hashes else node.values
     if target is None:
         # The twin tests membership in an empty dict, which hashes the value (and fails
         # for an unhashable one); do the same.
@@ -91,6 +142,10 @@ cdef int _remove(dict target, object value) except -1:
         return 0
     if value not in target:
         return 0
+    if hashes:
+        node.hash_tuple = None
+    else:
+        node.values_tuple = None
     del target[value]
     return 1
 
@@ -103,11 +158,11 @@ cdef int _discard(_Node node, list levels, Py_ssize_t index, object value) excep
     cdef _Node child
     cdef int removed
     if index == PyList_GET_SIZE(levels):
-        return _remove(node.values, value)
+        return _remove(node, False, value)
     level = <str>PyList_GET_ITEM(levels, index)
     wild = _wildcard(level)
     if wild == c"#":
-        return _remove(node.hash_values, value)
+        return _remove(node, True, value)
     if wild == c"+":
         child = node.plus
     else:
@@ -194,6 +249,7 @@ cdef class TopicTrie:
         cdef _Node node = self._root
         cdef _Node child
         cdef dict target = None
+        cdef bint hashes = False
         cdef str level
         cdef Py_UCS4 wild
         cdef PyObject* found
@@ -205,6 +261,7 @@ cdef class TopicTrie:
                 if node.hash_values is None:
                     node.hash_values = {}
                 target = node.hash_values
+                hashes = True
                 break
             if wild == c"+":
                 if node.plus is None:
@@ -226,6 +283,10 @@ cdef class TopicTrie:
             target = node.values
         if value in target:
             return False
+        if hashes:
+            node.hash_tuple = None
+        else:
+            node.values_tuple = None
         target[value] = None
         self._changed(1)
         return True
@@ -241,35 +302,49 @@ cdef class TopicTrie:
     def match(self, topic):
         """The distinct values whose filters match ``topic`` (validated), each once."""
         cdef PyObject* cached = PyDict_GetItemWithError(self._cache, topic)
+        cdef _Node node
         if cached is not NULL:
             return <object>cached
         cdef list levels = _split(topic, False, self._max_bytes, self._max_levels)
-        cdef list sources = []
+        cdef Sources sources
         cdef str first = <str>PyList_GET_ITEM(levels, 0)
         cdef _Node root = self._root
+        cdef _Node start = root
+        cdef Py_ssize_t offset = 0
         cdef PyObject* child
-        cdef Py_ssize_t count
-        cdef dict found
-        cdef tuple result
         cdef Py_ssize_t index
+        cdef list found
+        cdef dict merged
+        cdef tuple result
+        sources.count = 0
         if _is_broker(first):
             # Wildcards at the first level never reach broker ($) topics.
+            start = None
+            offset = 1
             if root.children is not None:
                 child = PyDict_GetItemWithError(root.children, first)
                 if child is not NULL:
-                    _collect(<_Node>child, levels, 1, sources)
-        else:
-            _collect(root, levels, 0, sources)
-        count = PyList_GET_SIZE(sources)
-        if count == 0:
+                    start = <_Node>child
+        if start is not None:
+            _collect(start, levels, offset, &sources)
+        if sources.count == 0:
             result = ()
-        elif count == 1:
-            result = _keys(<dict>PyList_GET_ITEM(sources, 0))
+        elif sources.count == 1:
+            result = (<_Node>sources.nodes[0]).as_tuple(sources.hashes[0])
         else:
-            found = {}
-            for index in range(count):
-                PyDict_Update(found, <object>PyList_GET_ITEM(sources, index))
-            result = _keys(found)
+            # Merging may run __eq__ of the values: hold the dicts first.
+            if sources.count <= MAX_SOURCES:
+                found = []
+                for index in range(sources.count):
+                    node = <_Node>sources.nodes[index]
+                    found.append(node.hash_values if sources.hashes[index] else node.values)
+            else:
+                found = []
+                _collect_all(start, levels, offset, found)
+            merged = {}
+            for index in range(PyList_GET_SIZE(found)):
+                PyDict_Update(merged, <object>PyList_GET_ITEM(found, index))
+            result = _keys(merged)
         self._remember(topic, result)
         return result
 
