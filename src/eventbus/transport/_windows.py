@@ -311,12 +311,21 @@ async def connect(address: str, *, read_limit: int = DEFAULT_READ_LIMIT) -> Conn
             f"(Windows's default), not {type(loop).__name__}"
         )
 
+    made: asyncio.Future[None] = loop.create_future()
+
+    def connected(_: StreamConnection) -> None:
+        if not made.done():
+            made.set_result(None)
+
     def factory() -> StreamConnection:
-        return StreamConnection(loop, _server_credentials, read_limit=read_limit)
+        return StreamConnection(loop, _server_credentials, on_made=connected, read_limit=read_limit)
 
     try:
         _, protocol = await loop.create_pipe_connection(cast(Any, factory), address)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConnectionLost(f"cannot connect to {address!r}: {reason}") from exc
+    # create_pipe_connection returns before the transport calls connection_made (unlike
+    # create_unix_connection): until then the connection has no transport to write to
+    await made
     return cast(StreamConnection, protocol)
