@@ -218,7 +218,44 @@ trie_topics = st.one_of(
     st.lists(st.sampled_from(["a", "b", "$s", "c"]), min_size=1, max_size=4).map(".".join),
     st.sampled_from(["", "a..b", "a.+", "a\x00"]),
 )
-values = st.sampled_from([0, 1, "v", ("conn", 1), None])
+
+
+class Token:
+    """A value equal only to itself, as the broker's connections are."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Token({self.name})"
+
+
+class Twin:
+    """Equal to every Twin of the same key: of several, a merge keeps the first it meets."""
+
+    def __init__(self, key: int, tag: str) -> None:
+        self.key = key
+        self.tag = tag
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Twin) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return f"Twin({self.key}, {self.tag})"
+
+
+# Values are drawn as indexes into one of these pools: only identity-equal values (the
+# broker's case), or a mix of plain values and equal-but-distinct ones.
+POOLS = {
+    "tokens": [Token("a"), Token("b"), Token("c"), Token("d"), Token("e")],
+    "mixed": [0, "v", ("conn", 1), Twin(1, "first"), Twin(1, "second")],
+}
+values = st.integers(0, 4)
 # With None for the text, the op picks the index-th pair still present: "discard" takes it
 # back, "match" asks for a topic that its filter matches.
 trie_ops = st.lists(
@@ -246,20 +283,32 @@ def topic_under(topic_filter: str, index: int) -> str:
 
 
 @PROPERTY
-@given(ops=trie_ops, cache_size=st.sampled_from([0, 1, 2, 4096]))
+@given(
+    ops=trie_ops,
+    cache_size=st.sampled_from([0, 1, 2, 4096]),
+    pool=st.sampled_from(sorted(POOLS)),
+)
 def test_trie_agrees_with_a_list_of_pairs(
-    both_cores: list[SimpleNamespace], ops: list[tuple[str, Any, Any]], cache_size: int
+    both_cores: list[SimpleNamespace],
+    ops: list[tuple[str, Any, Any]],
+    cache_size: int,
+    pool: str,
 ) -> None:
     tries = [core.trie.TopicTrie(cache_size=cache_size) for core in both_cores]
     pairs: list[tuple[str, object]] = []
     for op, text, value in ops:
+        if text is not None and op != "match":
+            value = POOLS[pool][value]
         if text is None:
             if not pairs:
                 continue
             picked, held = pairs[value % len(pairs)]
             text, value = (topic_under(picked, value), None) if op == "match" else (picked, held)
         if op == "match":
-            result = agree([outcome(trie.match, text) for trie in tries])
+            outs = [outcome(trie.match, text) for trie in tries]
+            result = agree(outs)
+            if result[0] == "ok":  # the very objects, not just equal ones, in the same order
+                agree([("ok", [id(v) for v in out[1]]) for out in outs])
             if result[0] == "ok":
                 expected = {v for f, v in pairs if naive_match(f.split("."), text.split("."))}
                 assert len(result[1]) == len(expected)
@@ -282,7 +331,9 @@ def test_trie_agrees_with_a_list_of_pairs(
         assert len(tries[0]) == len(pairs)
     for topic in SWEEP:
         expected = {v for f, v in pairs if naive_match(f.split("."), topic.split("."))}
-        found = agree([("ok", trie.match(topic)) for trie in tries])[1]
+        outs = [trie.match(topic) for trie in tries]
+        agree([("ok", [id(v) for v in out]) for out in outs])
+        found = outs[0]
         assert set(found) == expected
 
 

@@ -73,6 +73,37 @@ def test_values_are_arbitrary_hashables(core: SimpleNamespace) -> None:
     assert values[5] not in trie.match("a.b")
 
 
+def test_equal_values_from_several_filters_merge_to_the_first(core: SimpleNamespace) -> None:
+    class Key:
+        def __init__(self, key: int) -> None:
+            self.key = key
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Key) and other.key == self.key
+
+        def __hash__(self) -> int:
+            return hash(self.key)
+
+    class Connection:
+        pass
+
+    first, second, conn = Key(1), Key(1), Connection()
+    trie = core.trie.TopicTrie()
+    trie.add("a.#", first)  # '#' values come before those of deeper filters
+    trie.add("a.b", second)
+    trie.add("a.b", conn)
+    trie.add("a.+", conn)
+    result = trie.match("a.b")
+    assert len(result) == 2
+    assert result[0] is first
+    assert result[1] is conn
+    only_connections = core.trie.TopicTrie()
+    others = [Connection() for _ in range(3)]
+    for index, topic_filter in enumerate(["#", "a.#", "a.+", "a.b"]):
+        only_connections.add(topic_filter, others[index % 3])
+    assert only_connections.match("a.b") == (others[0], others[1], others[2])
+
+
 def test_unhashable_value_is_a_type_error(core: SimpleNamespace) -> None:
     trie = core.trie.TopicTrie()
     with pytest.raises(TypeError):

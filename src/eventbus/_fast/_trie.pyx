@@ -10,9 +10,9 @@ single source, the common case; several are merged in the twin's order.
 
 from cpython.dict cimport PyDict_GetItemWithError, PyDict_Next, PyDict_Update
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.object cimport PyObject, PyObject_Hash
+from cpython.object cimport Py_TYPE, PyObject, PyObject_Hash, richcmpfunc
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 
 from ._grammar cimport _is_broker, _split, _wildcard
 
@@ -78,6 +78,13 @@ cdef tuple _keys(dict d):
     return result
 
 
+# How many values a match merges without a dict (see _by_identity).
+cdef enum:
+    MAX_MERGED = 64
+
+# The rich comparison of ``object``: values whose type keeps it are equal only to themselves.
+cdef richcmpfunc _OBJECT_COMPARE = Py_TYPE(object()).tp_richcompare
+
 # The value sets a match reaches, in the twin's order: most matches reach one or two, so
 # they are noted in C; past MAX_SOURCES only the count goes on and the walk is redone.
 cdef enum:
@@ -112,6 +119,52 @@ cdef int _collect(_Node node, list levels, Py_ssize_t index, Sources* sources) e
     if node.plus is not None:
         _collect(node.plus, levels, index + 1, sources)
     return 0
+
+
+cdef tuple _by_identity(Sources* sources):
+    """The union of the noted value sets in order, when equality among them is identity.
+
+    That is so when every value's type compares as ``object`` does (the broker's
+    connections and groups do): two values are then the same dict key only if they are
+    the same object, so the union needs no dict. None when some value compares otherwise,
+    or there are more than MAX_MERGED.
+    """
+    cdef PyObject* items[MAX_MERGED]
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t kept
+    cdef Py_ssize_t index
+    cdef Py_ssize_t position
+    cdef Py_ssize_t size
+    cdef tuple values
+    cdef tuple result
+    cdef PyObject* item
+    for index in range(sources.count):
+        values = (<_Node>sources.nodes[index]).as_tuple(sources.hashes[index])
+        size = PyTuple_GET_SIZE(values)
+        if count + size > MAX_MERGED:
+            return None
+        for position in range(size):
+            item = PyTuple_GET_ITEM(values, position)
+            if Py_TYPE(<object>item).tp_richcompare != _OBJECT_COMPARE:
+                return None
+            items[count] = item
+            count += 1
+    # The tuples hold the items: nothing has run since they were read, and nothing runs
+    # below (identity needs no call), so the borrowed pointers stay valid.
+    kept = 0
+    for index in range(count):
+        item = items[index]
+        for position in range(kept):
+            if items[position] == item:
+                break
+        else:
+            items[kept] = item
+            kept += 1
+    result = PyTuple_New(kept)
+    for index in range(kept):
+        Py_INCREF(<object>items[index])
+        PyTuple_SET_ITEM(result, index, <object>items[index])
+    return result
 
 
 cdef int _collect_all(_Node node, list levels, Py_ssize_t index, list found) except -1:
@@ -332,19 +385,20 @@ cdef class TopicTrie:
         elif sources.count == 1:
             result = (<_Node>sources.nodes[0]).as_tuple(sources.hashes[0])
         else:
-            # Merging may run __eq__ of the values: hold the dicts first.
-            if sources.count <= MAX_SOURCES:
+            result = _by_identity(&sources) if sources.count <= MAX_SOURCES else None
+            if result is None:
+                # Merging may run __eq__ of the values: hold the dicts first.
                 found = []
-                for index in range(sources.count):
-                    node = <_Node>sources.nodes[index]
-                    found.append(node.hash_values if sources.hashes[index] else node.values)
-            else:
-                found = []
-                _collect_all(start, levels, offset, found)
-            merged = {}
-            for index in range(PyList_GET_SIZE(found)):
-                PyDict_Update(merged, <object>PyList_GET_ITEM(found, index))
-            result = _keys(merged)
+                if sources.count <= MAX_SOURCES:
+                    for index in range(sources.count):
+                        node = <_Node>sources.nodes[index]
+                        found.append(node.hash_values if sources.hashes[index] else node.values)
+                else:
+                    _collect_all(start, levels, offset, found)
+                merged = {}
+                for index in range(PyList_GET_SIZE(found)):
+                    PyDict_Update(merged, <object>PyList_GET_ITEM(found, index))
+                result = _keys(merged)
         self._remember(topic, result)
         return result
 
