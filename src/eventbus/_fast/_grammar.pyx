@@ -1,7 +1,7 @@
 # cython: language_level=3, annotation_typing=False
 """Topic grammar (DESIGN §2), compiled twin of ``eventbus._grammar``.
 
-Validation is one pass over the string's code points, in C: a bit table answers for the
+Validation is one pass over the string's code points, in C: a byte table answers for the
 ordinary ASCII characters, and only the rare others take the detailed path. The pass
 records the first broken rule and keeps counting UTF-8 bytes and levels, so the checks are
 reported in the twin's order (size, then the first bad level, then the level count) with
@@ -21,8 +21,13 @@ from cpython.unicode cimport (
     PyUnicode_Substring,
 )
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.string cimport memcpy
 
 from eventbus.errors import InvalidTopic
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object text)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -72,13 +77,13 @@ ctypedef struct Scan:
     Py_ssize_t dots[MAX_NOTED_LEVELS]   # dots[k]: the index of the separator after level k+1
 
 # Non-zero for an ordinary ASCII level character: neither separator, wildcard, control
-# character nor whitespace.
-cdef unsigned char _ORDINARY[128]
+# character nor whitespace. 256 entries, so a one-byte code unit needs no range check.
+cdef unsigned char _ORDINARY[256]
 
 
 cdef void _init_ordinary() noexcept:
     cdef uint32_t c
-    for c in range(128):
+    for c in range(256):
         _ORDINARY[c] = 0x21 <= c < 0x7F and c != c"." and c != c"+" and c != c"#"
 
 
@@ -110,9 +115,12 @@ cdef void _scan(const code_unit* data, Py_ssize_t n, bint is_filter, Scan* scan)
     scan.ch = 0
     for i in range(n):
         ch = data[i]
-        if ch < 0x80:
+        if code_unit is uint8_t:
             if _ORDINARY[ch]:
                 continue
+        elif ch < 0x80 and _ORDINARY[ch]:
+            continue
+        if ch < 0x80:
             if ch == c".":
                 if i == start:
                     _note(scan, RULE_EMPTY_LEVEL, levels, ch)
@@ -239,9 +247,16 @@ cdef list _cut(object text, Py_ssize_t n, Scan* scan):
     cdef Py_ssize_t start = 0
     cdef Py_ssize_t end
     cdef object level
+    cdef bint ascii = PyUnicode_IS_ASCII(text) and scan.levels > 1
+    cdef const char* data = <const char*>PyUnicode_DATA(text)
     for index in range(scan.levels):
         end = scan.dots[index] if index < scan.levels - 1 else n
-        level = PyUnicode_Substring(text, start, end)
+        if ascii:
+            # What PyUnicode_Substring ends up doing for ASCII, without its checks.
+            level = PyUnicode_New(end - start, 127)
+            memcpy(PyUnicode_DATA(level), data + start, end - start)
+        else:
+            level = PyUnicode_Substring(text, start, end)
         Py_INCREF(level)
         PyList_SET_ITEM(levels, index, level)
         start = end + 1
