@@ -524,8 +524,7 @@ class Client:
                 goodbye = _Frame(goodbye=frames_pb2.Goodbye(reason="client closed"))
                 self._conn.write(encode_frame(goodbye))
             self._conn.close()
-        with contextlib.suppress(asyncio.CancelledError, EventBusError):
-            await self._reader
+        await asyncio.wait({self._reader})
         self._shutdown(None)
         with contextlib.suppress(Exception):
             await self._conn.wait_closed()
@@ -533,11 +532,9 @@ class Client:
     async def wait_closed(self) -> BaseException | None:
         """Wait until the client is closed for good; returns why (None after :meth:`close`)."""
         while self._closed is None:
-            task = self._reconnecting or self._reader
-            with contextlib.suppress(asyncio.CancelledError, EventBusError):
-                await asyncio.shield(task)
-            if task is self._reader and self._reconnecting is None and self._closed is None:
-                await asyncio.sleep(0)
+            # The reader ends by closing the client or by starting a reconnection, which ends
+            # by closing it or by attaching a new reader: follow whichever is current.
+            await asyncio.wait({self._reconnecting or self._reader})
         return None if isinstance(self._closed, _Ended) else self._closed
 
     async def __aenter__(self) -> Client:
