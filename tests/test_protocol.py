@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventbus import errors
 from eventbus.protocol import (
@@ -14,7 +16,10 @@ from eventbus.protocol import (
     code_for,
     code_name,
     decode_frame,
+    encode_event,
     encode_frame,
+    encode_publish,
+    encode_publisher,
     error_frame,
     exception_for,
 )
@@ -269,3 +274,87 @@ def test_code_for_exception(exc: BaseException, code: int) -> None:
 def test_code_mapping_roundtrips(exc: errors.EventBusError) -> None:
     frame = error_frame(code_for(exc), str(exc), request_id=1)
     assert type(exception_for(decode_frame(encode_frame(frame)[4:]).error)) is type(exc)
+
+
+# -- the broker's hand-written event encoder ---------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    topic=st.text(min_size=1, max_size=40),
+    payload=st.binary(max_size=300),
+    timestamp=st.integers(min_value=0, max_value=2**64 - 1),
+    pid=st.integers(min_value=0, max_value=2**32 - 1),
+    principal=st.text(max_size=20),
+    connection_id=st.integers(min_value=0, max_value=2**64 - 1),
+    correlation=st.one_of(
+        st.none(),
+        st.builds(
+            frames_pb2.CorrelationMetadata,
+            correlation_id=st.text(max_size=10),
+            sequence=st.integers(min_value=0, max_value=2**64 - 1),
+            tags=st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+        ),
+    ),
+    reply_to=st.text(max_size=30),
+)
+def test_encode_event_parses_as_the_same_envelope(
+    topic: str,
+    payload: bytes,
+    timestamp: int,
+    pid: int,
+    principal: str,
+    connection_id: int,
+    correlation: frames_pb2.CorrelationMetadata | None,
+    reply_to: str,
+) -> None:
+    topic = topic.encode("utf-8", "replace").decode()
+    principal = principal.encode("utf-8", "replace").decode()
+    reply_to = reply_to.encode("utf-8", "replace").decode()
+    identity = frames_pb2.ProcessIdentity(pid=pid, principal=principal, connection_id=connection_id)
+    expected = frames_pb2.EventEnvelope(
+        topic=topic,
+        payload=payload,
+        timestamp_ns=timestamp,
+        publisher=identity,
+        reply_to=reply_to,
+    )
+    corr_bytes = b""
+    if correlation is not None:
+        expected.correlation.CopyFrom(correlation)
+        corr_bytes = correlation.SerializeToString()
+    data = encode_event(topic, payload, timestamp, encode_publisher(identity), corr_bytes, reply_to)
+    assert int.from_bytes(data[:4], "little") == len(data) - 4
+    frame = decode_frame(data[4:])
+    assert frame.WhichOneof("body") == "event"
+    assert frame.event == expected
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    topic=st.text(min_size=1, max_size=40),
+    payload=st.binary(max_size=300),
+    request_id=st.integers(min_value=0, max_value=2**64 - 1),
+    sequence=st.one_of(st.none(), st.integers(min_value=0, max_value=2**64 - 1)),
+    reply_to=st.text(max_size=30),
+)
+def test_encode_publish_parses_as_the_same_publish(
+    topic: str, payload: bytes, request_id: int, sequence: int | None, reply_to: str
+) -> None:
+    topic = topic.encode("utf-8", "replace").decode()
+    reply_to = reply_to.encode("utf-8", "replace").decode()
+    expected = frames_pb2.Publish(
+        topic=topic, payload=payload, request_id=request_id, reply_to=reply_to
+    )
+    corr_bytes = b""
+    if sequence is not None:
+        expected.correlation.sequence = sequence
+        corr_bytes = expected.correlation.SerializeToString()
+    data = encode_publish(topic, payload, request_id, corr_bytes, reply_to)
+    assert int.from_bytes(data[:4], "little") == len(data) - 4
+    assert decode_frame(data[4:]).publish == expected
+
+
+def test_encode_publish_refuses_a_frame_over_the_limit() -> None:
+    with pytest.raises(errors.FrameTooLarge, match="exceeds the maximum of 100"):
+        encode_publish("a.b", b"x" * 200, max_frame=100)

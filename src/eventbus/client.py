@@ -27,7 +27,13 @@ from . import topics
 from ._backend import FrameSplitter, TopicTrie, validate_filter, validate_topic
 from .acl import Grant
 from .errors import ConnectionLost, EventBusError, ProtocolError, Timeout
-from .protocol import PROTOCOL_VERSION, decode_frame, encode_frame, exception_for
+from .protocol import (
+    PROTOCOL_VERSION,
+    decode_frame,
+    encode_frame,
+    encode_publish,
+    exception_for,
+)
 from .transport import Connection, default_address
 from .transport import connect as transport_connect
 from .v1 import frames_pb2
@@ -406,13 +412,15 @@ class Client:
         if isinstance(payload, Message):
             payload = payload.SerializeToString()
         request_id = next(self._ids) if confirm else 0
-        publish = frames_pb2.Publish(
-            request_id=request_id, topic=topic, payload=bytes(payload), reply_to=reply_to
-        )
-        if correlation is not None:
-            publish.correlation.CopyFrom(correlation)
         # Refused here rather than by the broker, which would close the connection.
-        data = encode_frame(_Frame(publish=publish), max_frame=self.limits.max_frame_bytes or None)
+        data = encode_publish(
+            topic,
+            bytes(payload),
+            request_id,
+            correlation.SerializeToString() if correlation is not None else b"",
+            reply_to,
+            max_frame=self.limits.max_frame_bytes or None,
+        )
         if confirm:
             ack: frames_pb2.PubAck = await self._request(request_id, data)
             return ack.delivered

@@ -22,7 +22,14 @@ from ..errors import (
     PermissionDenied,
     ProtocolError,
 )
-from ..protocol import PROTOCOL_VERSION, code_for, encode_frame, error_frame
+from ..protocol import (
+    PROTOCOL_VERSION,
+    code_for,
+    encode_event,
+    encode_frame,
+    encode_publisher,
+    error_frame,
+)
 from ..transport import Connection, Server, default_address, memory_pair, serve
 from ..v1 import frames_pb2
 from ._routing import Router
@@ -37,7 +44,6 @@ __all__ = ["Broker"]
 log = logging.getLogger("eventbus.broker")
 
 _Frame = frames_pb2.Frame
-_EventEnvelope = frames_pb2.EventEnvelope
 _ProcessIdentity = frames_pb2.ProcessIdentity
 _E = frames_pb2.ErrorCode
 
@@ -89,6 +95,8 @@ class Broker:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._publishers_paused = False
+        # Sessions with frames queued since the last flush (see Session.flush).
+        self._dirty: list[Session] = []
         self._identity = _ProcessIdentity(
             pid=os.getpid(),
             uid=_getuid(),
@@ -96,6 +104,7 @@ class Broker:
             principal="$broker",
             client_name=config.name,
         )
+        self._publisher_field = encode_publisher(self._identity)
         self.messages_in = 0
         self.messages_out = 0
         self.messages_dropped = 0
@@ -145,6 +154,7 @@ class Broker:
         sessions = list(self._sessions.values())
         for session in sessions:
             session.send(goodbye)
+            session.flush()
             session.conn.close()
         if sessions:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -219,7 +229,9 @@ class Broker:
     async def _handle(self, conn: Connection) -> None:
         connection_id = self._next_connection_id
         self._next_connection_id += 1
-        session = Session(conn, connection_id, self.config.max_outbound_bytes, self._overflow)
+        session = Session(
+            conn, connection_id, self.config.max_outbound_bytes, self._overflow, self._dirty
+        )
         splitter = FrameSplitter(self.config.max_frame_bytes)
         reason = "eof"
         admitted = False
@@ -245,6 +257,7 @@ class Broker:
                 session.bytes_in += len(data)
                 for body in feed(data):
                     dispatch(session, body)
+                self._flush()
         except _Close as close:
             reason = close.reason
         except FrameTooLarge as exc:
@@ -259,6 +272,7 @@ class Broker:
             reason = "broker shutting down"
             raise
         finally:
+            self._flush()
             self._forget(session, session.close_reason or reason, admitted)
 
     async def _admit(self, session: Session, splitter: FrameSplitter) -> list[bytes]:
@@ -332,6 +346,7 @@ class Broker:
             broker_name=self.config.name,
         )
         session.send(encode_frame(_Frame(welcome=welcome)))
+        session.flush()
         return bodies[1:]
 
     @staticmethod
@@ -353,6 +368,7 @@ class Broker:
             for i, (f, g) in session.subscriptions.items()
         ]
         self._router.remove_session(session)
+        session.flush()
         session.close()
         session.conn.close()
         if admitted:
@@ -411,16 +427,14 @@ class Broker:
                 grant.check_publish(topic)
             if reply_to:
                 self._check_reply_to(session, reply_to)
-            envelope = _EventEnvelope(
-                topic=topic,
-                payload=publish.payload,
-                timestamp_ns=time.time_ns(),
-                publisher=session.identity,
-                reply_to=reply_to,
+            data = encode_event(
+                topic,
+                publish.payload,
+                time.time_ns(),
+                session.publisher_field,
+                publish.correlation.SerializeToString() if publish.HasField("correlation") else b"",
+                reply_to,
             )
-            if publish.HasField("correlation"):
-                envelope.correlation.CopyFrom(publish.correlation)
-            data = encode_frame(_Frame(event=envelope))
             delivered, dropped = self._router.fan_out(topic, data, reply_to)
         except (InvalidTopic, PermissionDenied) as exc:
             self._error(session, request_id, code_for(exc), str(exc))
@@ -522,6 +536,7 @@ class Broker:
     def _fatal(self, session: Session, code: int, message: str) -> None:
         log.warning("connection %d (pid=%s): %s", session.connection_id, session.peer.pid, message)
         self._error(session, 0, code, message)
+        session.flush()
 
     # -- flow control, presence, housekeeping -----------------------------------------------
 
@@ -564,13 +579,20 @@ class Broker:
 
     def publish_system(self, topic: str, payload: bytes) -> int:
         """Publish a broker event (``$SYS...``) with the broker as publisher."""
-        envelope = _EventEnvelope(
-            topic=topic, payload=payload, timestamp_ns=time.time_ns(), publisher=self._identity
-        )
-        delivered, dropped = self._router.fan_out(topic, encode_frame(_Frame(event=envelope)))
+        data = encode_event(topic, payload, time.time_ns(), self._publisher_field)
+        delivered, dropped = self._router.fan_out(topic, data)
         self.messages_out += delivered
         self.messages_dropped += dropped
+        self._flush()
         return delivered
+
+    def _flush(self) -> None:
+        """Write out every connection's queued frames (one write per connection)."""
+        dirty = self._dirty
+        if dirty:
+            for session in dirty:
+                session.flush()
+            dirty.clear()
 
     async def _housekeeping(self) -> None:
         """Close silent connections, publish stats, guard the memory budget."""

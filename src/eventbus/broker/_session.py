@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from ..acl import Grant
-from ..protocol import encode_frame
+from ..protocol import encode_frame, encode_publisher
 from ..transport import Connection, PeerCredentials
 from ..v1 import frames_pb2
 
@@ -27,7 +27,10 @@ class Session:
     """Broker-side state of one connection."""
 
     __slots__ = (
+        "_dirty",
         "_drain_task",
+        "_out",
+        "_out_bytes",
         "bytes_in",
         "bytes_out",
         "client_name",
@@ -49,6 +52,7 @@ class Session:
         "outbound_limit",
         "paused",
         "peer",
+        "publisher_field",
         "reply_grants",
         "subscriptions",
     )
@@ -59,6 +63,7 @@ class Session:
         connection_id: int,
         outbound_limit: int,
         on_overflow: Callable[[Session], bool],
+        dirty: list[Session],
     ) -> None:
         self.conn = conn
         self.connection_id = connection_id
@@ -79,6 +84,13 @@ class Session:
         # plain filter -> how many of this connection's subscriptions use it.
         self.filter_refs: dict[str, int] = {}
         self.outbound_limit = outbound_limit
+        # Frames queued during one pass of the event loop, written together by flush();
+        # ``dirty`` (the broker's) lists the sessions that have some.
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._dirty = dirty
+        #: EventEnvelope.publisher, encoded once (see protocol.encode_event).
+        self.publisher_field = b""
         # Called when an event does not fit; returns True to keep the connection.
         self.on_overflow = on_overflow
         self.messages_in = 0
@@ -106,6 +118,7 @@ class Session:
         self.client_name = client_name
         self.identity.principal = grant.principal
         self.identity.client_name = client_name
+        self.publisher_field = encode_publisher(self.identity)
 
     def allow_reply(self, inbox: str) -> None:
         grants = self.reply_grants
@@ -121,26 +134,39 @@ class Session:
         return False
 
     def send(self, data: bytes) -> None:
-        """Write a control frame (answers, errors): never subject to the event limit."""
+        """Queue a control frame (answers, errors): never subject to the event limit."""
         if not self.closed:
-            self.conn.write(data)
-            self.bytes_out += len(data)
+            self._queue(data)
 
     def deliver(self, data: bytes) -> bool:
-        """Write one encoded event; False when it was dropped for this subscriber."""
+        """Queue one encoded event; False when it was dropped for this subscriber."""
         if self.closed:
             return False
         conn = self.conn
-        if conn.write_buffer_size() + len(data) > self.outbound_limit:
+        if conn.write_buffer_size() + self._out_bytes + len(data) > self.outbound_limit:
             self.dropped_pending += 1
             self.dropped_total += 1
             if self.on_overflow(self) and self._drain_task is None:
                 self._drain_task = asyncio.get_running_loop().create_task(self._report_drops())
             return False
-        conn.write(data)
+        self._queue(data)
         self.messages_out += 1
-        self.bytes_out += len(data)
         return True
+
+    def _queue(self, data: bytes) -> None:
+        if not self._out:
+            self._dirty.append(self)
+        self._out.append(data)
+        self._out_bytes += len(data)
+        self.bytes_out += len(data)
+
+    def flush(self) -> None:
+        """Hand what was queued to the transport: one write for many frames."""
+        out = self._out
+        if out:
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+            self._out = []
+            self._out_bytes = 0
 
     async def _report_drops(self) -> None:
         try:
@@ -155,6 +181,7 @@ class Session:
                 dropped=frames_pb2.Dropped(count=count, total=self.dropped_total)
             )
             self.send(encode_frame(frame))
+            self.flush()
 
     def close(self) -> None:
         self.closed = True
