@@ -7,7 +7,6 @@ well-behaved client never would) or the real client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import struct
