@@ -453,3 +453,34 @@ async def test_stop_says_goodbye_to_clients(address: str) -> None:
         await sub.get(DEADLINE)
     await client.close()
     assert not os.path.exists(address)
+
+
+# -- observability --------------------------------------------------------------------------
+
+
+async def test_stats_are_published_to_admins(address: str) -> None:
+    config = BrokerConfig(address=address, stats_interval=0.05, heartbeat_interval=0.1)
+    async with Broker(config), await eventbus.connect(address, principal="agent") as agent:
+        stats_sub = await agent.subscribe(topics.SYS_BROKER_STATS)
+        async with await eventbus.connect(address, principal="procmond") as proc:
+            await agent.subscribe("events.#")
+            await proc.publish("events.process.tree", b"x", confirm=True)
+            # Stats come from the broker itself and decode through the payload registry.
+            while True:
+                envelope = await stats_sub.get(DEADLINE)
+                stats = envelope.decode()
+                assert isinstance(stats, frames_pb2.BrokerStats)
+                assert envelope.publisher.principal == "$broker"
+                if stats.clients == 2 and stats.messages_in >= 1:
+                    break
+            principals = {c.identity.principal for c in stats.clients_detail}
+            assert principals == {"agent", "procmond"}
+            assert stats.subscriptions == 2
+
+
+async def test_collectors_may_not_read_broker_topics(broker: Broker, address: str) -> None:
+    async with await eventbus.connect(address, principal="procmond") as proc:
+        with pytest.raises(eventbus.PermissionDenied):
+            await proc.subscribe(topics.SYS_BROKER_STATS)
+        with pytest.raises(eventbus.PermissionDenied, match="reserved for the broker"):
+            await proc.publish("$SYS.client.connected", b"")
