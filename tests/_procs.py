@@ -244,6 +244,7 @@ class Spawner:
         ack_topic: str | None = None,
         echo: bool = False,
         pad: int = 0,
+        reconnect: bool = True,
         name: str | None = None,
         client_name: str | None = None,
         address: str | None = None,
@@ -259,6 +260,8 @@ class Spawner:
             args.append("--echo")
         if pad:
             args += ["--pad", str(pad)]
+        if not reconnect:
+            args.append("--no-reconnect")
         if client_name:
             args += ["--client-name", client_name]
         label = name or f"{principal}-{len(self.children)}"
@@ -352,13 +355,18 @@ def broker(bus_dir: str) -> Iterator[BrokerProc]:
 def broker_with(bus_dir: str) -> Iterator[Callable[..., BrokerProc]]:
     """Starts brokers with extra command-line options, each on its own socket.
 
-    ``broker_with("--config", path)``; each one gets SIGTERM afterwards and must exit 0.
+    ``broker_with("--config", path)``; ``broker_with(same_as=old)`` starts a new broker on
+    the address of ``old`` (which must have stopped). Each one gets SIGTERM afterwards and
+    must exit 0.
     """
     started: list[BrokerProc] = []
 
-    def start(*args: str) -> BrokerProc:
-        directory = os.path.join(bus_dir, f"b{len(started)}")
-        os.mkdir(directory, 0o700)
+    def start(*args: str, same_as: BrokerProc | None = None) -> BrokerProc:
+        if same_as is not None:
+            directory = os.path.dirname(os.path.dirname(same_as.address))
+        else:
+            directory = os.path.join(bus_dir, f"b{len(started)}")
+            os.mkdir(directory, 0o700)
         proc = start_broker(directory, *args)
         started.append(proc)
         return proc

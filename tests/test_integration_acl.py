@@ -471,6 +471,10 @@ def _unknown_fields(data: bytes) -> set[int]:
         number, wire = key >> 3, key & 7
         if wire == 0:
             _, pos = _read_varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
         elif wire == 2:
             size, pos = _read_varint(data, pos)
             pos += size

@@ -8,7 +8,6 @@ between collector processes.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -253,14 +252,18 @@ async def test_a_hung_collector_is_found_by_heartbeats_and_removed(
         assert set(clients) == {alive.pid, os.getpid()}
         assert await agent.publish(topics.TASK_PROCESS, task("after"), confirm=True) == 1
 
-        # Woken up, the collector finds its connection gone, and exits. (Whether it reads the
-        # broker's TIMEOUT error first or fails its own overdue ping first is a race.)
-        closed = await hung.aexpect("closed")
-        assert closed["error"] in ("Timeout", "ConnectionLost"), closed
-        assert await asyncio.to_thread(hung.wait_exit) == 0
+        # Woken up, the collector finds its connection gone and reconnects, subscriptions
+        # and all.
+        back = await hung.acommand("reconnected 1", "reconnected")
+        assert back["connection_id"] != hung.ready["connection_id"]
+        clients = by_pid(await agent.list_subscriptions(all_clients=True))
+        assert clients[hung.pid].identity.connection_id == back["connection_id"]
+        assert filters(clients[hung.pid]) == [(topics.TASK_PROCESS, "")]
+        assert await agent.publish(topics.TASK_PROCESS, task("back"), confirm=True) == 2
 
-        report = await alive.astop()
-        assert [r["task_id"] for r in report[topics.TASK_PROCESS]] == ["after"]
+        for collector, tasks in ((alive, ["after", "back"]), (hung, ["back"])):
+            report = await collector.astop()
+            assert [r["task_id"] for r in report[topics.TASK_PROCESS]] == tasks
 
 
 async def test_broker_stats_describe_each_connection(

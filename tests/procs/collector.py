@@ -20,6 +20,10 @@ Then it reads commands from stdin, one per line, and answers each with one line:
   handled them all (a ping round trip) -> ``published``.
 - ``try-publish TOPIC`` / ``try-subscribe FILTER`` / ``try-list-all``: attempt the operation
   -> ``result`` with ``ok`` and, on failure, the exception type and message.
+- ``wait-disconnected``: wait until the client has noticed that its connection is gone
+  -> ``disconnected``.
+- ``reconnected N``: wait until the client has reconnected N times in all and registered
+  its subscriptions again -> ``reconnected`` with the new connection id.
 - ``unsubscribe FILTER`` -> ``unsubscribed``.
 - ``list`` -> ``list`` with this connection's subscriptions as the broker reports them.
 - ``wait-total COUNT``: wait until COUNT events were received or reported lost by the
@@ -30,7 +34,8 @@ Then it reads commands from stdin, one per line, and answers each with one line:
   and any consumer that failed -> ``report``;
   close and exit 0.
 
-When the broker goes away it prints ``report`` and ``closed`` (with the error) and exits 0.
+The client reconnects by itself (unless ``--no-reconnect``). When the connection ends for
+good it prints ``report`` and ``closed`` (with the error) and exits 0.
 EOF on stdin (the test process died) makes it exit as well.
 """
 
@@ -170,6 +175,8 @@ class Collector:
                 correlation = frames_pb2.CorrelationMetadata(correlation_id=self.name, sequence=seq)
                 payload = payload_for(topic, self.name, seq, self.args.pad)
                 await self.client.publish(topic, payload, correlation=correlation)
+            # Written to the connection, or kept for the next one while reconnecting.
+            emit("sent", count=count, connected=self.client.connected)
             await self.client.ping()
             emit("published", count=count)
         elif op in ("try-publish", "try-subscribe", "try-list-all"):
@@ -184,6 +191,19 @@ class Collector:
                 emit("result", op=op, arg=rest[0] if rest else None, ok=False, **error_fields(exc))
             else:
                 emit("result", op=op, arg=rest[0] if rest else None, ok=True)
+        elif op == "wait-disconnected":
+            while self.client.connected:
+                await asyncio.sleep(0.01)
+            emit("disconnected")
+        elif op == "reconnected":
+            # Until the N-th reconnection is complete: subscriptions registered again.
+            while self.client.reconnects < int(rest[0]) or not self.client.connected:
+                await asyncio.sleep(0.01)
+            emit(
+                "reconnected",
+                reconnects=self.client.reconnects,
+                connection_id=self.client.connection_id,
+            )
         elif op == "unsubscribe":
             await self.subs.pop(rest[0]).unsubscribe()
             emit("unsubscribed", filter=rest[0])
@@ -238,7 +258,10 @@ def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
 async def main(args: argparse.Namespace) -> int:
     try:
         client = await eventbus.connect(
-            args.address, principal=args.principal, client_name=args.client_name
+            args.address,
+            principal=args.principal,
+            client_name=args.client_name,
+            reconnect=not args.no_reconnect,
         )
     except eventbus.EventBusError as exc:
         emit("refused", **error_fields(exc))
@@ -280,8 +303,10 @@ async def main(args: argparse.Namespace) -> int:
             return 0
         try:
             keep_going = await collector.command(line)
-        except eventbus.ConnectionLost:
-            continue  # reported by the branch above on the next turn
+        except eventbus.ConnectionLost as exc:
+            # Lost while reconnecting, or for good (then reported by the branch above).
+            emit("result", op=line.split()[0], ok=False, **error_fields(exc))
+            continue
         if not keep_going:
             await client.close()
             return 0
@@ -299,6 +324,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ack-topic", help="publish a HealthStatus here for each task received")
     parser.add_argument("--echo", action="store_true", help="print each event as it arrives")
     parser.add_argument("--pad", type=int, default=0, help="filler bytes in each payload")
+    parser.add_argument(
+        "--no-reconnect", action="store_true", help="end when the connection is lost"
+    )
     return parser.parse_args(argv)
 
 
