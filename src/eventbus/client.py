@@ -28,6 +28,7 @@ from ._backend import FrameSplitter, TopicTrie, validate_filter, validate_topic
 from .acl import Grant
 from .errors import ConnectionLost, EventBusError, ProtocolError, Timeout
 from .protocol import (
+    CLOSING_CODES,
     PROTOCOL_VERSION,
     decode_frame,
     encode_frame,
@@ -44,18 +45,6 @@ log = logging.getLogger("eventbus.client")
 
 _Frame = frames_pb2.Frame
 _E = frames_pb2.ErrorCode
-_FATAL_CODES = frozenset(
-    {
-        _E.ERROR_CODE_PROTOCOL,
-        _E.ERROR_CODE_FRAME_TOO_LARGE,
-        _E.ERROR_CODE_HELLO_TIMEOUT,
-        _E.ERROR_CODE_UNSUPPORTED_VERSION,
-        _E.ERROR_CODE_UNAUTHENTICATED,
-        _E.ERROR_CODE_SLOW_CONSUMER,
-        _E.ERROR_CODE_SHUTTING_DOWN,
-        _E.ERROR_CODE_TIMEOUT,
-    }
-)
 _DEFAULT_MAX_PENDING = 10_000
 
 
@@ -691,7 +680,7 @@ class Client:
         future = self._requests.get(error.request_id) if error.request_id else None
         if future is not None and not future.done():
             future.set_exception(exc)
-        elif error.code in _FATAL_CODES:
+        elif error.code in CLOSING_CODES:
             raise exc
         else:
             log.warning("broker: %s", exc)

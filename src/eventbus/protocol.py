@@ -26,6 +26,7 @@ from eventbus.errors import (
 from eventbus.v1 import frames_pb2
 
 __all__ = [
+    "CLOSING_CODES",
     "DEFAULT_MAX_FRAME",
     "LENGTH_PREFIX_SIZE",
     "MAX_FRAME_LIMIT",
@@ -74,6 +75,20 @@ _EXCEPTION_FOR_CODE: Final[dict[int, type[EventBusError]]] = {
     frames_pb2.ERROR_CODE_SHUTTING_DOWN: ConnectionLost,
 }
 
+CLOSING_CODES: Final = frozenset(
+    {
+        frames_pb2.ERROR_CODE_PROTOCOL,
+        frames_pb2.ERROR_CODE_FRAME_TOO_LARGE,
+        frames_pb2.ERROR_CODE_HELLO_TIMEOUT,
+        frames_pb2.ERROR_CODE_UNSUPPORTED_VERSION,
+        frames_pb2.ERROR_CODE_UNAUTHENTICATED,
+        frames_pb2.ERROR_CODE_SLOW_CONSUMER,
+        frames_pb2.ERROR_CODE_SHUTTING_DOWN,
+        frames_pb2.ERROR_CODE_TIMEOUT,
+    }
+)
+"""Codes that, in an Error answering no request (request id 0), end the connection."""
+
 # Exception class -> code sent by the broker. Most specific first: FrameTooLarge is a
 # ProtocolError.
 _CODE_FOR_EXCEPTION: Final[tuple[tuple[type[BaseException], frames_pb2.ErrorCode], ...]] = (
@@ -108,6 +123,13 @@ _TAG_TIMESTAMP: Final = b"\x19"
 _TAG_PUBLISHER: Final = b"\x22"
 _TAG_CORRELATION: Final = b"\x2a"
 _TAG_REPLY_TO: Final = b"\x32"
+
+
+def _frame(tag: bytes, parts: list[bytes]) -> bytes:
+    """Length prefix + a Frame whose one field ``tag`` holds the message made of ``parts``."""
+    body = b"".join(parts)
+    head = tag + _varint(len(body))
+    return _pack_length(len(head) + len(body)) + head + body
 
 
 def encode_publisher(identity: frames_pb2.ProcessIdentity) -> bytes:
@@ -148,9 +170,7 @@ def encode_event(
     if reply_to:
         reply = reply_to.encode()
         parts += (_TAG_REPLY_TO, _varint(len(reply)), reply)
-    body = b"".join(parts)
-    head = _TAG_EVENT + _varint(len(body))
-    return _pack_length(len(head) + len(body)) + head + body
+    return _frame(_TAG_EVENT, parts)
 
 
 _TAG_PUBLISH: Final = b"\x3a"

@@ -47,19 +47,6 @@ _Frame = frames_pb2.Frame
 _ProcessIdentity = frames_pb2.ProcessIdentity
 _E = frames_pb2.ErrorCode
 
-# Codes after which the broker closes the connection.
-_FATAL = frozenset(
-    {
-        _E.ERROR_CODE_PROTOCOL,
-        _E.ERROR_CODE_FRAME_TOO_LARGE,
-        _E.ERROR_CODE_HELLO_TIMEOUT,
-        _E.ERROR_CODE_UNSUPPORTED_VERSION,
-        _E.ERROR_CODE_UNAUTHENTICATED,
-        _E.ERROR_CODE_SLOW_CONSUMER,
-        _E.ERROR_CODE_SHUTTING_DOWN,
-    }
-)
-
 
 class _Close(Exception):
     """Ends a connection's read loop with a reason (after an Error frame was sent)."""
