@@ -211,12 +211,8 @@ class CollectorProc(Child):
         self.ready = message
         return message
 
-    def command(self, line: str, answer: str) -> dict[str, Any]:
-        """Send a command and wait for its answer line."""
-        self.send(line)
-        return self.expect(answer)
-
     async def acommand(self, line: str, answer: str) -> dict[str, Any]:
+        """Send a command line and wait for its answer (the line whose event is ``answer``)."""
         self.send(line)
         return await self.aexpect(answer)
 
