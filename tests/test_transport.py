@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from eventbus.errors import AddressInUse, ConnectionLost, EventBusError
+from eventbus.errors import AddressInUse, ConnectionLost, InvalidAddress
 from eventbus.transport import (
     Connection,
     PeerCredentials,
@@ -320,7 +320,7 @@ async def test_group_by_name(sock_path: str) -> None:
 
 
 async def test_unknown_group_is_refused(sock_path: str) -> None:
-    with pytest.raises(EventBusError, match="unknown group"):
+    with pytest.raises(InvalidAddress, match="unknown group"):
         await serve(sock_path, echo, group="no-such-group-eventbus")
     assert not os.path.exists(sock_path)
 
@@ -467,10 +467,10 @@ async def test_wait_closed_waits_for_handlers(sock_path: str, accepted: Accepted
 
 async def test_socket_path_too_long(tmp_path: Path) -> None:
     path = str(tmp_path / ("x" * 120) / "eventbus.sock")
-    with pytest.raises(EventBusError, match="bytes long") as refused:
+    with pytest.raises(InvalidAddress, match="bytes long") as refused:
         await serve(path, echo)
     assert path in str(refused.value)
-    with pytest.raises(EventBusError, match="bytes long"):
+    with pytest.raises(InvalidAddress, match="bytes long"):
         await connect(path)
     assert not os.path.exists(os.path.dirname(path))
 

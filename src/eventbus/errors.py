@@ -7,6 +7,7 @@ __all__ = [
     "ConnectionLost",
     "EventBusError",
     "FrameTooLarge",
+    "InvalidAddress",
     "InvalidTopic",
     "NoResponders",
     "PermissionDenied",
@@ -54,3 +55,7 @@ class PolicyError(EventBusError, ValueError):
 
 class AddressInUse(EventBusError, OSError):
     """Another broker already answers on the address, or the path is not ours to take."""
+
+
+class InvalidAddress(EventBusError, ValueError):
+    """A socket path or pipe name that cannot be used (empty, too long, malformed)."""

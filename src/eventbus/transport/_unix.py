@@ -15,7 +15,7 @@ import stat
 import struct
 import sys
 
-from ..errors import AddressInUse, ConnectionLost, EventBusError
+from ..errors import AddressInUse, ConnectionLost, InvalidAddress
 from ._stream import (
     DEFAULT_READ_LIMIT,
     UNKNOWN_PEER,
@@ -145,9 +145,9 @@ else:
 def _check_path_length(path: str) -> None:
     size = len(os.fsencode(path))
     if size == 0:
-        raise EventBusError("the Unix socket path is empty")
+        raise InvalidAddress("the Unix socket path is empty")
     if size > _MAX_PATH_BYTES:
-        raise EventBusError(
+        raise InvalidAddress(
             f"Unix socket path {path!r} is {size} bytes long; this platform allows at most "
             f"{_MAX_PATH_BYTES} bytes (sockaddr_un.sun_path): choose a shorter path"
         )
@@ -168,7 +168,7 @@ def _resolve_group(group: int | str | None) -> int | None:
     except KeyError:
         if group.isdigit():
             return int(group)
-        raise EventBusError(f"unknown group {group!r}: no such group on this system") from None
+        raise InvalidAddress(f"unknown group {group!r}: no such group on this system") from None
 
 
 def _prepare_directory(directory: str, gid: int | None) -> None:

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, cast
 
-from ..errors import AddressInUse, ConnectionLost, EventBusError
+from ..errors import AddressInUse, ConnectionLost, EventBusError, InvalidAddress
 from ._stream import (
     DEFAULT_READ_LIMIT,
     UNKNOWN_PEER,
@@ -212,9 +212,9 @@ def _token_sid(process: int) -> str | None:
 
 def _check_pipe_name(address: str) -> None:
     if not address.lower().startswith(_PIPE_PREFIX) or len(address) == len(_PIPE_PREFIX):
-        raise EventBusError(f"named pipe address {address!r} must look like \\\\.\\pipe\\<name>")
+        raise InvalidAddress(f"named pipe address {address!r} must look like \\\\.\\pipe\\<name>")
     if len(address) > _MAX_PIPE_NAME:
-        raise EventBusError(
+        raise InvalidAddress(
             f"named pipe address {address!r} is {len(address)} characters long; "
             f"Windows allows at most {_MAX_PIPE_NAME}"
         )
