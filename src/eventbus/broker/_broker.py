@@ -221,10 +221,8 @@ class Broker:
         )
         splitter = FrameSplitter(self.config.max_frame_bytes)
         reason = "eof"
-        admitted = False
         try:
             pending = await self._admit(session, splitter)
-            admitted = True
             self._sessions[connection_id] = session
             self._publish_presence(topics.SYS_CLIENT_CONNECTED, session, "connected")
             loop = asyncio.get_running_loop()
@@ -242,6 +240,8 @@ class Broker:
                     break
                 session.last_seen = loop.time()
                 session.bytes_in += len(data)
+                if session.closed:
+                    break  # cut off by the broker: its frames are no longer served
                 for body in feed(data):
                     dispatch(session, body)
                 self._flush()
@@ -260,7 +260,7 @@ class Broker:
             raise
         finally:
             self._flush()
-            self._forget(session, session.close_reason or reason, admitted)
+            self._forget(session, reason)
 
     async def _admit(self, session: Session, splitter: FrameSplitter) -> list[bytes]:
         """Wait for Hello, check it against the policy, answer Welcome or Error."""
@@ -346,8 +346,12 @@ class Broker:
             if bodies:
                 return bodies
 
-    def _forget(self, session: Session, reason: str, admitted: bool) -> None:
-        self._sessions.pop(session.connection_id, None)
+    def _forget(self, session: Session, reason: str) -> None:
+        """Drop a connection's subscriptions and say so in ``$SYS``; once per connection."""
+        session.flush()
+        session.conn.close()
+        if self._sessions.pop(session.connection_id, None) is None:
+            return  # never admitted, or already forgotten (the broker cut it off)
         self._closed_bytes_in += session.bytes_in
         self._closed_bytes_out += session.bytes_out
         subscriptions = [
@@ -355,18 +359,15 @@ class Broker:
             for i, (f, g) in session.subscriptions.items()
         ]
         self._router.remove_session(session)
-        session.flush()
         session.close()
-        session.conn.close()
-        if admitted:
-            log.info(
-                "connection %d (%s, pid=%s) closed: %s",
-                session.connection_id,
-                session.principal,
-                session.peer.pid,
-                reason,
-            )
-            self._publish_presence(topics.SYS_CLIENT_DISCONNECTED, session, reason, subscriptions)
+        log.info(
+            "connection %d (%s, pid=%s) closed: %s",
+            session.connection_id,
+            session.principal,
+            session.peer.pid,
+            reason,
+        )
+        self._publish_presence(topics.SYS_CLIENT_DISCONNECTED, session, reason, subscriptions)
 
     # -- frames ----------------------------------------------------------------------------
 
@@ -542,9 +543,7 @@ class Broker:
         drain timeout is cut off, so a hung peer cannot hold its connection open.
         """
         self._fatal(session, code, message)
-        session.close_reason = message
-        session.close()
-        session.conn.close()
+        self._forget(session, message)
         asyncio.get_running_loop().call_later(self.config.drain_timeout, session.conn.abort)
 
     def _publish_presence(

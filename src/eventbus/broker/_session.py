@@ -21,6 +21,8 @@ __all__ = ["INBOX_PREFIX", "Session"]
 #: Connection N receives replies on ``$INBOX.N.<anything>``.
 INBOX_PREFIX = "$INBOX."
 _MAX_REPLY_GRANTS = 1024
+# Queued bytes at which a connection's frames are written out within a pass.
+_FLUSH_AT = 64 * 1024
 
 
 class Session:
@@ -34,7 +36,6 @@ class Session:
         "bytes_in",
         "bytes_out",
         "client_name",
-        "close_reason",
         "closed",
         "conn",
         "connected_at_ns",
@@ -102,8 +103,6 @@ class Session:
         self.connected_at_ns = time.time_ns()
         self.last_seen = 0.0
         self.closed = False
-        #: Set when the broker itself ends the connection, to say why in $SYS events.
-        self.close_reason = ""
         self.paused = False
         self._drain_task: asyncio.Task[None] | None = None
         # Pause writing (so drain() waits) well before the limit, resume lower still.
@@ -142,6 +141,9 @@ class Session:
         """Queue one encoded event; False when it was dropped for this subscriber."""
         if self.closed:
             return False
+        if self._out_bytes >= _FLUSH_AT:
+            # A long pass must not count against the limit what the socket would take now.
+            self.flush()
         conn = self.conn
         if conn.write_buffer_size() + self._out_bytes + len(data) > self.outbound_limit:
             self.dropped_pending += 1
