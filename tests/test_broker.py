@@ -484,3 +484,47 @@ async def test_collectors_may_not_read_broker_topics(broker: Broker, address: st
             await proc.subscribe(topics.SYS_BROKER_STATS)
         with pytest.raises(eventbus.PermissionDenied, match="reserved for the broker"):
             await proc.publish("$SYS.client.connected", b"")
+
+
+async def test_memory_budget_pauses_publishers_until_subscribers_catch_up(
+    address: str,
+) -> None:
+    config = BrokerConfig(
+        address=address,
+        stats_interval=0,
+        memory_budget_bytes=512 * 1024,
+        max_outbound_bytes=64 << 20,
+    )
+    async with Broker(config) as broker:
+        raw = await Raw.open(address)
+        await raw.hello("agent")
+        raw.send(Frame(subscribe=frames_pb2.Subscribe(request_id=1, filter="events.#")))
+        assert (await raw.recv()).WhichOneof("body") == "sub_ack"
+        async with await eventbus.connect(address, principal="procmond") as proc:
+            count = 512  # 4 MiB: far more than the budget plus the socket buffers
+
+            async def publish_all() -> None:
+                for _ in range(count):
+                    await proc.publish("events.process.batch", b"z" * 8192)
+                await proc.publish("events.process.batch", b"last", confirm=True)
+
+            publisher = asyncio.create_task(publish_all())
+
+            # The subscriber reads nothing until the broker has paused its publishers.
+            async def paused() -> None:
+                while not broker.publishers_paused:
+                    assert not publisher.done(), "publishers were never paused"
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(paused(), DEADLINE)
+            kinds = []
+            while True:
+                frame = await raw.recv()
+                kinds.append(frame.WhichOneof("body"))
+                if frame.WhichOneof("body") == "event" and frame.event.payload == b"last":
+                    break
+            await asyncio.wait_for(publisher, DEADLINE)
+            # The budget paused the publisher instead of dropping anything.
+            assert kinds == ["event"] * (count + 1)
+            assert broker.stats().dropped == 0
+        raw.close()

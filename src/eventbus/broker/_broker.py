@@ -48,6 +48,10 @@ _ProcessIdentity = frames_pb2.ProcessIdentity
 _E = frames_pb2.ErrorCode
 
 
+# Published events between two checks of the memory budget on the publish path.
+_BUDGET_CHECK_EVERY = 64
+
+
 class _Close(Exception):
     """Ends a connection's read loop with a reason (after an Error frame was sent)."""
 
@@ -82,6 +86,7 @@ class Broker:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._publishers_paused = False
+        self._next_budget_check = _BUDGET_CHECK_EVERY
         # Sessions with frames queued since the last flush (see Session.flush).
         self._dirty: list[Session] = []
         self._identity = _ProcessIdentity(
@@ -192,6 +197,11 @@ class Broker:
     # -- introspection ---------------------------------------------------------------------
 
     @property
+    def publishers_paused(self) -> bool:
+        """Whether reading from clients is paused because queued bytes are over budget."""
+        return self._publishers_paused
+
+    @property
     def clients(self) -> int:
         return len(self._sessions)
 
@@ -245,6 +255,9 @@ class Broker:
                 for body in feed(data):
                     dispatch(session, body)
                 self._flush()
+                if self.messages_in >= self._next_budget_check:
+                    self._next_budget_check = self.messages_in + _BUDGET_CHECK_EVERY
+                    self._guard_memory(loop.time())
         except _Close as close:
             reason = close.reason
         except FrameTooLarge as exc:
@@ -587,19 +600,21 @@ class Broker:
         tick = min(config.heartbeat_interval / 2, 0.5)
         next_stats = loop.time() + config.stats_interval
         while True:
-            await asyncio.sleep(tick)
+            # Paused publishers are resumed from here: look sooner.
+            await asyncio.sleep(min(tick, 0.02) if self._publishers_paused else tick)
             now = loop.time()
             silent_for = 3 * config.heartbeat_interval
-            for session in list(self._sessions.values()):
+            # While reading is paused for the memory budget, silence is the broker's doing.
+            for session in [] if self._publishers_paused else list(self._sessions.values()):
                 if now - session.last_seen > silent_for and not session.closed:
                     message = f"no frame for {silent_for:g} s (3 heartbeat intervals)"
                     self._disconnect(session, _E.ERROR_CODE_TIMEOUT, message)
-            self._guard_memory()
+            self._guard_memory(now)
             if config.stats_interval > 0 and now >= next_stats:
                 next_stats = now + config.stats_interval
                 self.publish_system(topics.SYS_BROKER_STATS, self.stats().SerializeToString())
 
-    def _guard_memory(self) -> None:
+    def _guard_memory(self, now: float) -> None:
         queued = sum(s.conn.write_buffer_size() for s in self._sessions.values())
         budget = self.config.memory_budget_bytes
         if not self._publishers_paused and queued > budget:
@@ -614,6 +629,7 @@ class Broker:
             self._publishers_paused = False
             log.info("queued bytes back to %d: resuming publishers", queued)
             for session in self._sessions.values():
+                session.last_seen = now
                 if session.paused:
                     session.conn.resume_reading()
                     session.paused = False
