@@ -67,7 +67,7 @@ class Broker:
 
         async with Broker(BrokerConfig(address=path)) as broker:
             agent = await broker.connect_local("agent")   # in-process, no socket
-            ...
+            events = await agent.subscribe("events.#")
     """
 
     def __init__(self, config: BrokerConfig | None = None, **settings: Any) -> None:
