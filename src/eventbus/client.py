@@ -606,8 +606,9 @@ class Client:
         conn = link.conn
         try:
             for body in link.pending:
-                await self._handle(body)
+                await self._deliver_rest(self._handle(body))
             feed = link.splitter.feed
+            handle = self._handle
             while True:
                 data = await conn.read()
                 if not data:
@@ -615,7 +616,9 @@ class Client:
                         error = ConnectionLost("the broker closed the connection")
                     break
                 for body in feed(data):
-                    await self._handle(body)
+                    blocked = handle(body)
+                    if blocked is not None:
+                        await self._deliver_rest(blocked)
         except _Ended:
             pass
         except asyncio.CancelledError:
@@ -632,7 +635,17 @@ class Client:
         else:
             self._shutdown(error)
 
-    async def _handle(self, body: bytes) -> None:
+    async def _deliver_rest(self, blocked: tuple[Envelope, list[Subscription]] | None) -> None:
+        """Hand an event to the subscriptions that were full, as each makes room."""
+        if blocked is not None:
+            envelope, subs = blocked
+            for sub in subs:
+                while sub._full():
+                    await sub._wait_space()
+                sub._push(envelope)
+
+    def _handle(self, body: bytes) -> tuple[Envelope, list[Subscription]] | None:
+        """Act on one frame; for an event, return the subscriptions too full to take it."""
         frame = decode_frame(body)
         kind = frame.WhichOneof("body")
         if kind == "event":
@@ -642,12 +655,15 @@ class Client:
                 reply = self._replies.get(topic)
                 if reply is not None and not reply.done():
                     reply.set_result(envelope)
-                return
+                return None
+            full: list[Subscription] | None = None
             for sub in self._routes.match(topic):
                 assert isinstance(sub, Subscription)
-                while sub._full():
-                    await sub._wait_space()
-                sub._push(envelope)
+                if sub._full():
+                    full = [sub] if full is None else [*full, sub]
+                else:
+                    sub._push(envelope)
+            return None if full is None else (envelope, full)
         elif kind in ("sub_ack", "unsub_ack", "pub_ack", "list_reply"):
             message = getattr(frame, kind)
             future = self._requests.get(message.request_id)
@@ -674,6 +690,7 @@ class Client:
             raise _Ended
         else:
             raise ProtocolError(f"unexpected {kind} frame from the broker")
+        return None
 
     def _on_error(self, error: frames_pb2.Error) -> None:
         exc = exception_for(error)
