@@ -7,6 +7,8 @@ same exceptions with the same messages for the same input.
 
 from __future__ import annotations
 
+import re
+
 from .errors import InvalidTopic
 
 __all__ = [
@@ -42,7 +44,29 @@ def _fail(kind: str, text: str, rule: str) -> InvalidTopic:
     return InvalidTopic(f"invalid {kind} {text!r}: {rule}")
 
 
+# Any character that needs the exact scan below: separators are fine, everything the rules
+# single out (wildcards, NUL, C0, DEL, C1, whitespace -- re's \s is str.isspace --, lone
+# surrogates) sends the input there, so both paths give the same answer.
+_SUSPECT = re.compile(r"[\x00-\x20\x7f-\xa0+#\s\ud800-\udfff]")
+
+
 def _split(text: object, is_filter: bool, max_bytes: int, max_levels: int) -> list[str]:
+    # Fast path: C-speed checks for the common, valid input.
+    if (
+        isinstance(text, str)
+        and text
+        and len(text) <= max_bytes
+        and _SUSPECT.search(text) is None
+        and len(text.encode()) <= max_bytes
+    ):
+        levels = text.split(".")
+        if "" not in levels and len(levels) <= max_levels:
+            return levels
+    return _split_exact(text, is_filter, max_bytes, max_levels)
+
+
+def _split_exact(text: object, is_filter: bool, max_bytes: int, max_levels: int) -> list[str]:
+    """Validate character by character; the reference for every rule and its message."""
     kind = "topic filter" if is_filter else "topic name"
     if not isinstance(text, str):
         raise TypeError(f"{kind} must be str, not {type(text).__name__}")
