@@ -23,7 +23,7 @@ as a ratio of it.
 The whole matrix is run ``--repeat`` times (3), round after round, and each measure is the
 median of its runs; message counts and losses are summed over the runs.
 
-    python bench/e2e.py                 # the full matrix, 3 rounds, about 3 minutes on 2 cores
+    python bench/e2e.py                 # the full matrix, 3 rounds, 1.5 to 3 minutes on 2 cores
     python bench/e2e.py --quick         # a few seconds: selected core, uvloop, 64 B, 1 round
     python bench/e2e.py --messages 100000 --repeat 5 --json out.json
 """

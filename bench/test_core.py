@@ -2,9 +2,11 @@
 
 One group per operation (per subscription count for the trie), each run on both backends:
 the two rows of a group are the compiled core and its pure-Python twin, and the factor in
-parentheses is relative to the faster. Every benchmark warms up before it is measured. There
-are no timing asserts: the numbers and the targets they are read against are in
-``docs/performance.md``.
+parentheses is relative to the faster. The encoding groups compare instead the hand-written
+encoders of the hot path (``encode_event``, ``encode_publish``) with building the same frame
+as protobuf messages; the broker groups replay ``Broker._on_publish`` step by step. Every
+benchmark warms up before it is measured. There are no timing asserts: the numbers and the
+targets they are read against are in ``docs/performance.md``.
 
 How a cache miss is measured: the trie keeps its default cache (4096 topics, oldest out
 first) and each call matches the next of 8192 distinct topics in turn, so by the time a
@@ -17,6 +19,7 @@ broker. ``test_cold_rotation_misses`` checks that it does miss. Cached calls rot
 
 from __future__ import annotations
 
+import itertools
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -33,7 +36,10 @@ from workloads import (
 )
 
 from eventbus.acl import Grant, default_policy
-from eventbus.protocol import encode_frame
+from eventbus.broker._routing import Router
+from eventbus.broker._session import Session
+from eventbus.protocol import encode_event, encode_frame, encode_publish, encode_publisher
+from eventbus.transport import PeerCredentials
 from eventbus.v1 import frames_pb2
 
 # Warm up before measuring: the first benchmarks of a session otherwise run on a cold CPU.
@@ -263,11 +269,26 @@ def test_frame_splitter(benchmark: Any, core: SimpleNamespace) -> None:
     benchmark(split)
 
 
-# --- protobuf on the broker's hot path (the same for both backends) --------------------------
+# --- encoding and decoding on the hot path (the same code for both backends) -----------------
+#
+# The broker writes each Event frame by hand (``protocol.encode_event``, with the publisher
+# identity encoded once per connection) and the client each Publish frame
+# (``protocol.encode_publish``); the ``protobuf`` rows build the same frames as messages and
+# serialize them, as both did before, and produce the same bytes.
+
+SIZES_B = [64, 1024]
+SIZE_IDS = ["64B", "1KiB"]
 
 _IDENTITY = frames_pb2.ProcessIdentity(
-    pid=4242, uid=1000, gid=1000, principal="procmond", client_name="procmond[4242]"
+    pid=4242,
+    uid=1000,
+    gid=1000,
+    principal="procmond",
+    client_name="procmond[4242]",
+    connection_id=7,
 )
+_PUBLISHER = encode_publisher(_IDENTITY)
+_MAX_FRAME = 1 << 20
 
 
 def _publish_body(size: int) -> bytes:
@@ -275,28 +296,65 @@ def _publish_body(size: int) -> bytes:
     return frame.SerializeToString()
 
 
-@pytest.mark.parametrize("size", [64, 1024], ids=["64B", "1KiB"])
-def test_encode_event(benchmark: Any, size: int) -> None:
-    benchmark.group = "protobuf: EventEnvelope + encode_frame"
-    payload = b"x" * size
-    Frame, EventEnvelope = frames_pb2.Frame, frames_pb2.EventEnvelope
+def _event_protobuf(payload: bytes, timestamp_ns: int) -> bytes:
+    envelope = frames_pb2.EventEnvelope(
+        topic=SAMPLE_TOPIC,
+        payload=payload,
+        timestamp_ns=timestamp_ns,
+        publisher=_IDENTITY,
+        reply_to="",
+    )
+    return encode_frame(frames_pb2.Frame(event=envelope))
 
-    def encode() -> bytes:
-        envelope = EventEnvelope(
-            topic=SAMPLE_TOPIC,
-            payload=payload,
-            timestamp_ns=time.time_ns(),
-            publisher=_IDENTITY,
-            reply_to="",
-        )
-        return encode_frame(Frame(event=envelope))
+
+@pytest.mark.parametrize("size", SIZES_B, ids=SIZE_IDS)
+@pytest.mark.parametrize("how", ["encode_event", "protobuf"])
+def test_encode_event(benchmark: Any, size: int, how: str) -> None:
+    """The broker, per event: one Event frame with its length prefix (timestamp included)."""
+    benchmark.group = f"encode an Event frame (broker), {size} B payload"
+    payload = b"x" * size
+    assert encode_event(SAMPLE_TOPIC, payload, 1, _PUBLISHER) == _event_protobuf(payload, 1)
+    time_ns = time.time_ns
+    if how == "encode_event":
+
+        def encode() -> bytes:
+            return encode_event(SAMPLE_TOPIC, payload, time_ns(), _PUBLISHER, b"", "")
+
+    else:
+
+        def encode() -> bytes:
+            return _event_protobuf(payload, time_ns())
 
     benchmark(encode)
 
 
-@pytest.mark.parametrize("size", [64, 1024], ids=["64B", "1KiB"])
+@pytest.mark.parametrize("size", SIZES_B, ids=SIZE_IDS)
+@pytest.mark.parametrize("how", ["encode_publish", "protobuf"])
+def test_encode_publish(benchmark: Any, size: int, how: str) -> None:
+    """The client, per unconfirmed publish: one Publish frame, checked against the limit."""
+    benchmark.group = f"encode a Publish frame (client), {size} B payload"
+    payload = b"x" * size
+    Frame, Publish = frames_pb2.Frame, frames_pb2.Publish
+    expected = (len(_publish_body(size))).to_bytes(4, "little") + _publish_body(size)
+    assert encode_publish(SAMPLE_TOPIC, payload, max_frame=_MAX_FRAME) == expected
+    if how == "encode_publish":
+
+        def encode() -> bytes:
+            return encode_publish(SAMPLE_TOPIC, payload, 0, b"", "", max_frame=_MAX_FRAME)
+
+    else:
+
+        def encode() -> bytes:
+            return encode_frame(
+                Frame(publish=Publish(topic=SAMPLE_TOPIC, payload=payload)), max_frame=_MAX_FRAME
+            )
+
+    benchmark(encode)
+
+
+@pytest.mark.parametrize("size", SIZES_B, ids=SIZE_IDS)
 def test_decode_publish(benchmark: Any, size: int) -> None:
-    benchmark.group = "protobuf: decode a Publish frame"
+    benchmark.group = "protobuf: decode a Publish frame (broker)"
     body = _publish_body(size)
     from_string = frames_pb2.Frame.FromString
 
@@ -307,13 +365,10 @@ def test_decode_publish(benchmark: Any, size: int) -> None:
     benchmark(decode)
 
 
-@pytest.mark.parametrize("size", [64, 1024], ids=["64B", "1KiB"])
+@pytest.mark.parametrize("size", SIZES_B, ids=SIZE_IDS)
 def test_decode_event(benchmark: Any, size: int) -> None:
-    benchmark.group = "protobuf: decode an Event frame (subscriber side)"
-    envelope = frames_pb2.EventEnvelope(
-        topic=SAMPLE_TOPIC, payload=b"x" * size, timestamp_ns=1, publisher=_IDENTITY
-    )
-    body = frames_pb2.Frame(event=envelope).SerializeToString()
+    benchmark.group = "protobuf: decode an Event frame (subscriber)"
+    body = encode_event(SAMPLE_TOPIC, b"x" * size, time.time_ns(), _PUBLISHER)[4:]
     from_string = frames_pb2.Frame.FromString
 
     def decode() -> tuple[str, bytes]:
@@ -325,33 +380,118 @@ def test_decode_event(benchmark: Any, size: int) -> None:
     benchmark(decode)
 
 
-# --- the broker's per-publish work, end to end in one process --------------------------------
+# --- the broker's per-publish work, in one process -------------------------------------------
+
+
+def _publish_step(grant: Grant) -> Any:
+    """``Broker._dispatch`` + ``Broker._on_publish`` up to the routing, for one Publish body:
+    decode, frame kind, the cached ACL check, ``encode_event`` with the connection's encoded
+    identity. Returns a function of the body giving ``(topic, encoded event, reply_to)``."""
+    from_string = frames_pb2.Frame.FromString
+    time_ns = time.time_ns
+
+    def step(body: bytes) -> tuple[str, bytes, str]:
+        frame = from_string(body)
+        kind = frame.WhichOneof("body")
+        publish = getattr(frame, kind)
+        request_id = publish.request_id
+        topic = publish.topic
+        reply_to = publish.reply_to
+        if not grant.may_publish(topic):
+            raise AssertionError(topic)
+        data = encode_event(
+            topic,
+            publish.payload,
+            time_ns(),
+            _PUBLISHER,
+            publish.correlation.SerializeToString() if publish.HasField("correlation") else b"",
+            reply_to,
+        )
+        assert not request_id
+        return topic, data, reply_to
+
+    return step
 
 
 def test_broker_publish_path(benchmark: Any, core: SimpleNamespace) -> None:
-    """What the broker does for one Publish frame between the splitter and the writes:
-    decode, ACL check (cached), envelope, encode, route (cached match)."""
-    benchmark.group = "broker publish path, 64 B, 1,000 subs"
+    """Decode, ACL check (cached), ``encode_event``, route (cached match, 1,000 subs)."""
+    benchmark.group = "broker publish path, 64 B, 1,000 subs: decode + ACL + encode + match"
     body = _publish_body(64)
-    grant = procmond_grant(core)
-    trie = trie_of(core, 1_000)
-    Frame, EventEnvelope = frames_pb2.Frame, frames_pb2.EventEnvelope
-    from_string = Frame.FromString
+    step = _publish_step(procmond_grant(core))
+    match = trie_of(core, 1_000).match
 
     def publish_path() -> int:
-        frame = from_string(body)
-        publish = getattr(frame, frame.WhichOneof("body"))
-        topic = publish.topic
-        if not grant.may_publish(topic):
-            raise AssertionError(topic)
-        envelope = EventEnvelope(
-            topic=topic,
-            payload=publish.payload,
-            timestamp_ns=time.time_ns(),
-            publisher=_IDENTITY,
-            reply_to=publish.reply_to,
-        )
-        data = encode_frame(Frame(event=envelope))
-        return len(trie.match(topic)) + len(data)
+        topic, data, _ = step(body)
+        return len(match(topic)) + len(data)
 
+    benchmark(publish_path)
+
+
+class _NullConn:
+    """The part of a Connection a Session uses; writes go nowhere."""
+
+    def __init__(self, ident: int) -> None:
+        self.peer = PeerCredentials(pid=ident, uid=1000, gid=1000)
+        self.writes = 0
+
+    def set_write_buffer_limits(self, high: int, low: int | None = None) -> None:
+        pass
+
+    def write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+
+def _overflow(session: Session) -> bool:
+    raise AssertionError("a null connection never fills")
+
+
+FLUSH_EVERY = 64
+
+
+@pytest.mark.parametrize("subscribers", [1, 4], ids=lambda n: f"{n}sub")
+def test_broker_publish_fan_out(benchmark: Any, core: SimpleNamespace, subscribers: int) -> None:
+    """The publish path through the broker's own ``Router.fan_out`` and ``Session.deliver``
+    (queue per connection), with the queued frames flushed every 64 publishes, as the broker
+    does once per read pass (one write per connection); the writes themselves go nowhere.
+
+    The router holds the 1,000-subscription mix (minus the filters that match the published
+    topic) on other connections, plus ``events.process.#`` for each subscriber."""
+    benchmark.group = f"broker publish path + fan-out to {subscribers}, 64 B, 1,000 subs"
+    dirty: list[Session] = []
+    sessions: dict[Conn, Session] = {}
+    router = Router(255, 16)
+    router._trie = core.trie.TopicTrie(cache_size=4096)
+
+    def session_of(n: int) -> Session:
+        return Session(_NullConn(n), n, 8 << 20, _overflow, dirty)
+
+    for sub_id, (topic_filter, conn) in enumerate(subscription_mix(1_000)):
+        if core.grammar.topic_matches(topic_filter, SAMPLE_TOPIC):
+            continue
+        if conn not in sessions:
+            sessions[conn] = session_of(len(sessions) + 100)
+        router.subscribe(sessions[conn], sub_id, topic_filter, "")
+    readers = [session_of(i + 1) for i in range(subscribers)]
+    for reader in readers:
+        router.subscribe(reader, 1, "events.process.#", "")
+    body = _publish_body(64)
+    step = _publish_step(procmond_grant(core))
+    fan_out = router.fan_out
+    count = itertools.count(1)
+
+    def publish_path() -> tuple[int, int]:
+        topic, data, reply_to = step(body)
+        delivered_dropped = fan_out(topic, data, reply_to)
+        if not next(count) % FLUSH_EVERY:
+            for session in dirty:
+                session.flush()
+            dirty.clear()
+        return delivered_dropped
+
+    for _ in range(FLUSH_EVERY):
+        assert publish_path() == (subscribers, 0)
+    assert all(r.conn.writes == 1 and r.messages_out == FLUSH_EVERY for r in readers)
     benchmark(publish_path)
