@@ -9,10 +9,11 @@ import socket
 import stat
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _streams import Accepted, echo, read_exactly, spin
 
 from eventbus.errors import AddressInUse, ConnectionLost, InvalidAddress
 from eventbus.transport import (
@@ -24,6 +25,8 @@ from eventbus.transport import (
     memory_pair,
     serve,
 )
+
+pytest_plugins = ["_streams"]
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets; see test_transport_windows"),
@@ -51,49 +54,6 @@ def sock_path(tmp_path: Path) -> str:
     path = str(tmp_path / "run" / "eventbus.sock")
     assert len(os.fsencode(path)) < 100, "tmp_path too long for an AF_UNIX address"
     return path
-
-
-class Accepted:
-    """A handler that hands each accepted connection to the test and holds it open."""
-
-    def __init__(self) -> None:
-        self.connections: asyncio.Queue[Connection] = asyncio.Queue()
-        self.release = asyncio.Event()
-
-    async def __call__(self, connection: Connection) -> None:
-        await self.connections.put(connection)
-        await self.release.wait()
-
-    async def next(self) -> Connection:
-        return await self.connections.get()
-
-
-@pytest.fixture
-async def accepted() -> AsyncIterator[Accepted]:
-    handler = Accepted()
-    yield handler
-    handler.release.set()
-
-
-async def echo(connection: Connection) -> None:
-    while data := await connection.read():
-        connection.write(data)
-        await connection.drain()
-
-
-async def read_exactly(connection: Connection, size: int) -> bytes:
-    received = bytearray()
-    while len(received) < size:
-        data = await connection.read()
-        assert data, f"EOF after {len(received)} of {size} bytes"
-        received += data
-    return bytes(received)
-
-
-async def spin(turns: int = 50) -> None:
-    """Let the event loop run other callbacks a number of times (ordering, not timing)."""
-    for _ in range(turns):
-        await asyncio.sleep(0)
 
 
 def this_process() -> PeerCredentials:

@@ -6,12 +6,14 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
+from _streams import Accepted, echo, read_exactly, spin
 
 from eventbus.errors import AddressInUse, ConnectionLost, EventBusError
-from eventbus.transport import Connection, connect, default_address, memory_pair, serve
+from eventbus.transport import connect, default_address, memory_pair, serve
+
+pytest_plugins = ["_streams"]
 
 pytestmark = pytest.mark.skipif(sys.platform != "win32", reason="Windows named pipes")
 
@@ -21,48 +23,6 @@ MIB = 1024 * 1024
 @pytest.fixture
 def pipe_name() -> str:
     return rf"\\.\pipe\eventbus-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-
-
-class Accepted:
-    """A handler that hands each accepted connection to the test and holds it open."""
-
-    def __init__(self) -> None:
-        self.connections: asyncio.Queue[Connection] = asyncio.Queue()
-        self.release = asyncio.Event()
-
-    async def __call__(self, connection: Connection) -> None:
-        await self.connections.put(connection)
-        await self.release.wait()
-
-    async def next(self) -> Connection:
-        return await self.connections.get()
-
-
-@pytest.fixture
-async def accepted() -> AsyncIterator[Accepted]:
-    handler = Accepted()
-    yield handler
-    handler.release.set()
-
-
-async def echo(connection: Connection) -> None:
-    while data := await connection.read():
-        connection.write(data)
-        await connection.drain()
-
-
-async def read_exactly(connection: Connection, size: int) -> bytes:
-    received = bytearray()
-    while len(received) < size:
-        data = await connection.read()
-        assert data, f"EOF after {len(received)} of {size} bytes"
-        received += data
-    return bytes(received)
-
-
-async def spin(turns: int = 50) -> None:
-    for _ in range(turns):
-        await asyncio.sleep(0)
 
 
 def same_path(left: str | None, right: str) -> bool:
