@@ -48,6 +48,8 @@ def _fail(kind: str, text: str, rule: str) -> InvalidTopic:
 # single out (wildcards, NUL, C0, DEL, C1, whitespace -- re's \s is str.isspace --, lone
 # surrogates) sends the input there, so both paths give the same answer.
 _SUSPECT = re.compile(r"[\x00-\x20\x7f-\xa0+#\s\ud800-\udfff]")
+# The same for a filter, where '+' and '#' are checked level by level instead.
+_SUSPECT_IN_FILTER = re.compile(r"[\x00-\x20\x7f-\xa0\s\ud800-\udfff]")
 
 
 def _split(text: object, is_filter: bool, max_bytes: int, max_levels: int) -> list[str]:
@@ -56,13 +58,30 @@ def _split(text: object, is_filter: bool, max_bytes: int, max_levels: int) -> li
         isinstance(text, str)
         and text
         and len(text) <= max_bytes
-        and _SUSPECT.search(text) is None
+        and (_SUSPECT_IN_FILTER if is_filter else _SUSPECT).search(text) is None
         and len(text.encode()) <= max_bytes
     ):
         levels = text.split(".")
-        if "" not in levels and len(levels) <= max_levels:
+        if (
+            "" not in levels
+            and len(levels) <= max_levels
+            and (not is_filter or _wildcards_whole(text, levels))
+        ):
             return levels
     return _split_exact(text, is_filter, max_bytes, max_levels)
+
+
+def _wildcards_whole(text: str, levels: list[str]) -> bool:
+    """Whether every wildcard in a filter is a whole level, and '#' only the last one."""
+    if "+" not in text and "#" not in text:
+        return True
+    last = len(levels) - 1
+    for index, level in enumerate(levels):
+        if "+" in level or "#" in level:
+            if level == "+" or (level == "#" and index == last):
+                continue
+            return False
+    return True
 
 
 def _split_exact(text: object, is_filter: bool, max_bytes: int, max_levels: int) -> list[str]:
