@@ -758,7 +758,9 @@ class Client:
         except EventBusError as exc:
             log.warning("reconnection interrupted: %s", exc)
         finally:
-            self._reconnecting = None
+            # A loss during _restore has already started the next round: keep that one.
+            if self._reconnecting is asyncio.current_task():
+                self._reconnecting = None
 
     async def _restore(self) -> None:
         """Register the subscriptions again, then send what was published meanwhile."""
