@@ -51,3 +51,13 @@ async def spin(turns: int = 50) -> None:
     """Let the event loop run other callbacks a number of times (ordering, not timing)."""
     for _ in range(turns):
         await asyncio.sleep(0)
+
+
+async def read_line(connection: Connection) -> bytes:
+    """Read until a newline; fails if the peer hangs up first."""
+    line = b""
+    while not line.endswith(b"\n"):
+        data = await connection.read()
+        assert data, f"EOF before the end of the line {line!r}"
+        line += data
+    return line

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _streams import Accepted, echo, read_exactly, spin
+from _streams import Accepted, echo, read_exactly, read_line, spin
 
 from eventbus.errors import AddressInUse, ConnectionLost, InvalidAddress
 from eventbus.transport import (
@@ -228,12 +228,7 @@ async def test_peer_credentials_of_a_child_process(sock_path: str, accepted: Acc
         child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, sock_path)
         try:
             server_side = await accepted.next()
-            line = b""
-            while not line.endswith(b"\n"):
-                data = await server_side.read()
-                assert data, "the child hung up before telling its pid"
-                line += data
-            assert int(line) == child.pid
+            assert int(await read_line(server_side)) == child.pid
             expected = PeerCredentials(
                 pid=child.pid,
                 uid=os.getuid(),

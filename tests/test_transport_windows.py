@@ -8,7 +8,7 @@ import sys
 import uuid
 
 import pytest
-from _streams import Accepted, echo, read_exactly, spin
+from _streams import Accepted, echo, read_exactly, read_line, spin
 
 from eventbus.errors import AddressInUse, ConnectionLost, EventBusError
 from eventbus.transport import connect, default_address, memory_pair, serve
@@ -79,12 +79,7 @@ async def test_peer_credentials_of_a_child_process(pipe_name: str, accepted: Acc
         child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, pipe_name)
         try:
             server_side = await accepted.next()
-            line = b""
-            while not line.endswith(b"\n"):
-                data = await server_side.read()
-                assert data, "the child hung up before telling its pid"
-                line += data
-            assert int(line) == child.pid
+            assert int(await read_line(server_side)) == child.pid
             assert server_side.peer.pid == child.pid
             assert same_path(server_side.peer.exe, os.path.realpath(sys.executable))
             server_side.close()
