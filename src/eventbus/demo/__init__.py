@@ -20,7 +20,11 @@ import os
 import signal
 import sys
 
-__all__ = ["READY", "exit_with_parent", "say", "stop_on_signals"]
+from ..client import Client, connect
+from ..errors import EventBusError
+from ..transport import default_address
+
+__all__ = ["READY", "connect_as", "exit_with_parent", "say", "stop_on_signals"]
 
 #: A demo program prints a line starting with this once it is connected and subscribed;
 #: the orchestrator waits for it before starting the next program.
@@ -68,3 +72,16 @@ async def exit_with_parent(parent_pid: int, stop: asyncio.Event, name: str) -> N
             stop.set()
             return
         await asyncio.sleep(0.5)
+
+
+async def connect_as(principal: str, name: str, address: str | None) -> tuple[Client, str] | None:
+    """Connect as ``principal`` (client name ``demo NAME[pid]``); None, said why, on failure."""
+    target = address or default_address()
+    try:
+        client = await connect(
+            target, principal=principal, client_name=f"demo {name}[{os.getpid()}]"
+        )
+    except (EventBusError, OSError) as exc:
+        say(f"{name}: cannot connect to the broker at {target}: {exc}")
+        return None
+    return client, target

@@ -26,12 +26,12 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .. import topics
-from ..client import Client, Envelope, Subscription, connect
+from ..client import Client, Envelope, Subscription
 from ..errors import EventBusError
 from ..eventloop import run
 from ..transport import default_address
 from ..v1 import frames_pb2, payloads_pb2
-from . import READY, exit_with_parent, say, stop_on_signals
+from . import READY, connect_as, exit_with_parent, say, stop_on_signals
 
 __all__ = ["FILTERS", "describe", "main"]
 
@@ -170,14 +170,10 @@ class _Agent:
 async def _run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop)
-    address = args.address or default_address()
-    try:
-        client = await connect(
-            address, principal=PRINCIPAL, client_name=f"demo agent[{os.getpid()}]"
-        )
-    except (EventBusError, OSError) as exc:
-        say(f"agent: cannot connect to the broker at {address}: {exc}")
+    connected = await connect_as(PRINCIPAL, "agent", args.address)
+    if connected is None:
         return 1
+    client, address = connected
     agent = _Agent(client)
     jobs: list[asyncio.Task[object]] = []
     code = 0

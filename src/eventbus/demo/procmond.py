@@ -27,12 +27,12 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from .. import topics
-from ..client import Client, Subscription, connect
+from ..client import Client, Subscription
 from ..errors import ConnectionLost, EventBusError
 from ..eventloop import run
 from ..transport import default_address
 from ..v1 import frames_pb2, payloads_pb2
-from . import READY, exit_with_parent, say, stop_on_signals
+from . import READY, connect_as, exit_with_parent, say, stop_on_signals
 
 __all__ = ["main"]
 
@@ -319,14 +319,10 @@ class _Procmond:
 async def _run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop)
-    address = args.address or default_address()
-    try:
-        client = await connect(
-            address, principal=PRINCIPAL, client_name=f"demo procmond[{os.getpid()}]"
-        )
-    except (EventBusError, OSError) as exc:
-        say(f"procmond: cannot connect to the broker at {address}: {exc}")
+    connected = await connect_as(PRINCIPAL, "procmond", args.address)
+    if connected is None:
         return 1
+    client, address = connected
     procmond = _Procmond(client, args, stop)
     jobs: list[asyncio.Task[object]] = []
     code = 0
