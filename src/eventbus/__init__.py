@@ -27,6 +27,7 @@ from .errors import (
     PermissionDenied,
     PolicyError,
     ProtocolError,
+    QuotaExceeded,
     Timeout,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "PermissionDenied",
     "PolicyError",
     "ProtocolError",
+    "QuotaExceeded",
     "Subscription",
     "Timeout",
     "TopicTrie",

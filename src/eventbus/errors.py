@@ -13,6 +13,7 @@ __all__ = [
     "PermissionDenied",
     "PolicyError",
     "ProtocolError",
+    "QuotaExceeded",
     "Timeout",
 ]
 
@@ -27,6 +28,10 @@ class InvalidTopic(EventBusError, ValueError):
 
 class PermissionDenied(EventBusError):
     """The access-control policy forbids the operation (the message names the rule set)."""
+
+
+class QuotaExceeded(EventBusError):
+    """A per-uid or per-connection quota (connections, subscriptions) would be passed."""
 
 
 class NoResponders(EventBusError):

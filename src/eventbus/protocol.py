@@ -21,6 +21,7 @@ from eventbus.errors import (
     NoResponders,
     PermissionDenied,
     ProtocolError,
+    QuotaExceeded,
     Timeout,
 )
 from eventbus.v1 import frames_pb2
@@ -73,6 +74,7 @@ _EXCEPTION_FOR_CODE: Final[dict[int, type[EventBusError]]] = {
     frames_pb2.ERROR_CODE_HELLO_TIMEOUT: ProtocolError,
     frames_pb2.ERROR_CODE_SLOW_CONSUMER: ConnectionLost,
     frames_pb2.ERROR_CODE_SHUTTING_DOWN: ConnectionLost,
+    frames_pb2.ERROR_CODE_QUOTA_EXCEEDED: QuotaExceeded,
 }
 
 CLOSING_CODES: Final = frozenset(
@@ -85,6 +87,7 @@ CLOSING_CODES: Final = frozenset(
         frames_pb2.ERROR_CODE_SLOW_CONSUMER,
         frames_pb2.ERROR_CODE_SHUTTING_DOWN,
         frames_pb2.ERROR_CODE_TIMEOUT,
+        frames_pb2.ERROR_CODE_QUOTA_EXCEEDED,
     }
 )
 """Codes that, in an Error answering no request (request id 0), end the connection."""
@@ -98,6 +101,7 @@ _CODE_FOR_EXCEPTION: Final[tuple[tuple[type[BaseException], frames_pb2.ErrorCode
     (ProtocolError, frames_pb2.ERROR_CODE_PROTOCOL),
     (NoResponders, frames_pb2.ERROR_CODE_NO_RESPONDERS),
     (Timeout, frames_pb2.ERROR_CODE_TIMEOUT),
+    (QuotaExceeded, frames_pb2.ERROR_CODE_QUOTA_EXCEEDED),
 )
 
 
@@ -123,6 +127,8 @@ _TAG_TIMESTAMP: Final = b"\x19"
 _TAG_PUBLISHER: Final = b"\x22"
 _TAG_CORRELATION: Final = b"\x2a"
 _TAG_REPLY_TO: Final = b"\x32"
+# ProcessIdentity.sequence (field 8, varint): the last field, so it can follow the fixed part.
+_TAG_SEQUENCE: Final = b"\x40"
 
 
 def _frame(tag: bytes, parts: list[bytes]) -> bytes:
@@ -133,10 +139,9 @@ def _frame(tag: bytes, parts: list[bytes]) -> bytes:
 
 
 def encode_publisher(identity: frames_pb2.ProcessIdentity) -> bytes:
-    """The ``EventEnvelope.publisher`` field, encoded once per connection for
-    :func:`encode_event`."""
-    body = identity.SerializeToString()
-    return _TAG_PUBLISHER + _varint(len(body)) + body
+    """The fixed part of ``EventEnvelope.publisher`` (the identity without its sequence),
+    serialized once per connection for :func:`encode_event`."""
+    return identity.SerializeToString()
 
 
 def encode_event(
@@ -146,14 +151,26 @@ def encode_event(
     publisher: bytes,
     correlation: bytes = b"",
     reply_to: str = "",
+    sequence: int = 0,
 ) -> bytes:
     """A length-prefixed ``Frame{event: EventEnvelope}``, byte-compatible with protobuf's.
 
     The broker's hot path: the same bytes as building the messages and serializing them,
-    without creating any message object. ``publisher`` comes from :func:`encode_publisher`;
-    ``correlation`` is a serialized ``CorrelationMetadata`` (empty when absent).
+    without creating any message object. ``publisher`` comes from :func:`encode_publisher`
+    and ``sequence`` (0: none) is appended to it as ``publisher.sequence``; ``correlation``
+    is a serialized ``CorrelationMetadata`` (empty when absent).
     """
     topic_bytes = topic.encode()
+    if sequence:
+        numbered = _TAG_SEQUENCE + _varint(sequence)
+        publisher_parts = (
+            _TAG_PUBLISHER,
+            _varint(len(publisher) + len(numbered)),
+            publisher,
+            numbered,
+        )
+    else:
+        publisher_parts = (_TAG_PUBLISHER, _varint(len(publisher)), publisher, b"")
     parts = [
         _TAG_TOPIC,
         _varint(len(topic_bytes)),
@@ -163,7 +180,7 @@ def encode_event(
         payload,
         _TAG_TIMESTAMP,
         _pack_fixed64(timestamp_ns),
-        publisher,
+        *publisher_parts,
     ]
     if correlation:
         parts += (_TAG_CORRELATION, _varint(len(correlation)), correlation)
@@ -179,6 +196,7 @@ _TAG_PUB_TOPIC: Final = b"\x12"
 _TAG_PUB_PAYLOAD: Final = b"\x1a"
 _TAG_PUB_CORRELATION: Final = b"\x22"
 _TAG_PUB_REPLY_TO: Final = b"\x2a"
+_TAG_PUB_SEQUENCE: Final = b"\x30"
 
 
 def encode_publish(
@@ -188,6 +206,7 @@ def encode_publish(
     correlation: bytes = b"",
     reply_to: str = "",
     *,
+    sequence: int = 0,
     max_frame: int | None = None,
 ) -> bytes:
     """A length-prefixed ``Frame{publish: Publish}``, byte-compatible with protobuf's.
@@ -211,6 +230,8 @@ def encode_publish(
     if reply_to:
         reply = reply_to.encode()
         parts += (_TAG_PUB_REPLY_TO, _varint(len(reply)), reply)
+    if sequence:
+        parts += (_TAG_PUB_SEQUENCE, _varint(sequence))
     body = b"".join(parts)
     head = _TAG_PUBLISH + _varint(len(body))
     size = len(head) + len(body)

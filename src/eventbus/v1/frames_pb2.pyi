@@ -22,6 +22,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_SLOW_CONSUMER: _ClassVar[ErrorCode]
     ERROR_CODE_SHUTTING_DOWN: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+    ERROR_CODE_QUOTA_EXCEEDED: _ClassVar[ErrorCode]
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_PROTOCOL: ErrorCode
 ERROR_CODE_FRAME_TOO_LARGE: ErrorCode
@@ -36,22 +37,27 @@ ERROR_CODE_TIMEOUT: ErrorCode
 ERROR_CODE_SLOW_CONSUMER: ErrorCode
 ERROR_CODE_SHUTTING_DOWN: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
+ERROR_CODE_QUOTA_EXCEEDED: ErrorCode
 
 class ProcessIdentity(_message.Message):
-    __slots__ = ("pid", "uid", "gid", "principal", "connection_id", "client_name")
+    __slots__ = ("pid", "uid", "gid", "principal", "connection_id", "client_name", "instance_id", "sequence")
     PID_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     pid: int
     uid: int
     gid: int
     principal: str
     connection_id: int
     client_name: str
-    def __init__(self, pid: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., principal: _Optional[str] = ..., connection_id: _Optional[int] = ..., client_name: _Optional[str] = ...) -> None: ...
+    instance_id: int
+    sequence: int
+    def __init__(self, pid: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., principal: _Optional[str] = ..., connection_id: _Optional[int] = ..., client_name: _Optional[str] = ..., instance_id: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class CorrelationMetadata(_message.Message):
     __slots__ = ("correlation_id", "parent_id", "root_id", "sequence", "workflow_stage", "tags")
@@ -103,7 +109,7 @@ class Limits(_message.Message):
     def __init__(self, max_frame_bytes: _Optional[int] = ..., max_topic_bytes: _Optional[int] = ..., max_topic_levels: _Optional[int] = ..., max_outbound_bytes: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("protocol_version", "principal", "client_name", "heartbeat_interval_ms", "options")
+    __slots__ = ("protocol_version", "principal", "client_name", "heartbeat_interval_ms", "options", "instance_id")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -116,12 +122,14 @@ class Hello(_message.Message):
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     principal: str
     client_name: str
     heartbeat_interval_ms: int
     options: _containers.ScalarMap[str, str]
-    def __init__(self, protocol_version: _Optional[int] = ..., principal: _Optional[str] = ..., client_name: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    instance_id: int
+    def __init__(self, protocol_version: _Optional[int] = ..., principal: _Optional[str] = ..., client_name: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., options: _Optional[_Mapping[str, str]] = ..., instance_id: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("protocol_version", "connection_id", "identity", "rights", "limits", "broker_name")
@@ -172,18 +180,20 @@ class UnsubAck(_message.Message):
     def __init__(self, request_id: _Optional[int] = ...) -> None: ...
 
 class Publish(_message.Message):
-    __slots__ = ("request_id", "topic", "payload", "correlation", "reply_to")
+    __slots__ = ("request_id", "topic", "payload", "correlation", "reply_to", "sequence")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     topic: str
     payload: bytes
     correlation: CorrelationMetadata
     reply_to: str
-    def __init__(self, request_id: _Optional[int] = ..., topic: _Optional[str] = ..., payload: _Optional[bytes] = ..., correlation: _Optional[_Union[CorrelationMetadata, _Mapping]] = ..., reply_to: _Optional[str] = ...) -> None: ...
+    sequence: int
+    def __init__(self, request_id: _Optional[int] = ..., topic: _Optional[str] = ..., payload: _Optional[bytes] = ..., correlation: _Optional[_Union[CorrelationMetadata, _Mapping]] = ..., reply_to: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class PubAck(_message.Message):
     __slots__ = ("request_id", "delivered", "dropped")
@@ -277,13 +287,25 @@ class ListReply(_message.Message):
     clients: _containers.RepeatedCompositeFieldContainer[ClientInfo]
     def __init__(self, request_id: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[ClientInfo, _Mapping]]] = ...) -> None: ...
 
+class DroppedStream(_message.Message):
+    __slots__ = ("instance_id", "topic", "count")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    instance_id: int
+    topic: str
+    count: int
+    def __init__(self, instance_id: _Optional[int] = ..., topic: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
 class Dropped(_message.Message):
-    __slots__ = ("count", "total")
+    __slots__ = ("count", "total", "streams")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
     count: int
     total: int
-    def __init__(self, count: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+    streams: _containers.RepeatedCompositeFieldContainer[DroppedStream]
+    def __init__(self, count: _Optional[int] = ..., total: _Optional[int] = ..., streams: _Optional[_Iterable[_Union[DroppedStream, _Mapping]]] = ...) -> None: ...
 
 class Goodbye(_message.Message):
     __slots__ = ("reason",)
