@@ -42,12 +42,28 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="event loop (default: uvloop where installed)",
     )
-    parser.add_argument("--max-frame-bytes", type=int, default=BrokerConfig.max_frame_bytes)
-    parser.add_argument("--max-outbound-bytes", type=int, default=BrokerConfig.max_outbound_bytes)
     parser.add_argument("--slow-consumer", choices=["drop", "disconnect"], default="drop")
-    parser.add_argument("--heartbeat-interval", type=float, default=BrokerConfig.heartbeat_interval)
-    parser.add_argument("--stats-interval", type=float, default=BrokerConfig.stats_interval)
+    for name in _TUNABLES:
+        default = getattr(BrokerConfig, name)
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=type(default), default=default, dest=name
+        )
     return parser
+
+
+# BrokerConfig fields settable by a flag of the same name (--max-frame-bytes ...).
+_TUNABLES = (
+    "max_frame_bytes",
+    "max_outbound_bytes",
+    "memory_budget_bytes",
+    "budget_pause",
+    "max_outbound_bytes_per_uid",
+    "max_connections_per_uid",
+    "max_subscriptions_per_uid",
+    "max_subscriptions_per_connection",
+    "heartbeat_interval",
+    "stats_interval",
+)
 
 
 async def _serve(config: BrokerConfig) -> None:
@@ -86,11 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             address=args.address,
             policy=policy,
             socket_group=group,
-            max_frame_bytes=args.max_frame_bytes,
-            max_outbound_bytes=args.max_outbound_bytes,
             slow_consumer=args.slow_consumer,
-            heartbeat_interval=args.heartbeat_interval,
-            stats_interval=args.stats_interval,
+            **{name: getattr(args, name) for name in _TUNABLES},
         )
         run(_serve(config), loop=args.loop)
     except (EventBusError, ValueError, OSError) as exc:

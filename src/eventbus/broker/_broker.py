@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from ..errors import (
     InvalidTopic,
     PermissionDenied,
     ProtocolError,
+    QuotaExceeded,
 )
 from ..protocol import (
     PROTOCOL_VERSION,
@@ -32,6 +34,8 @@ from ..protocol import (
 )
 from ..transport import Connection, Server, default_address, memory_pair, serve
 from ..v1 import frames_pb2
+from ._budget import MemoryBudget
+from ._quotas import Quotas
 from ._routing import Router
 from ._session import INBOX_PREFIX, Session
 from .config import BrokerConfig
@@ -85,7 +89,17 @@ class Broker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._stopped = asyncio.Event()
-        self._publishers_paused = False
+        self._budget = MemoryBudget(
+            config.memory_budget_bytes,
+            config.max_outbound_bytes_per_uid,
+            config.budget_pause,
+            self._shed,
+        )
+        self._quotas = Quotas(
+            config.max_connections_per_uid,
+            config.max_subscriptions_per_uid,
+            config.max_subscriptions_per_connection,
+        )
         self._next_budget_check = _BUDGET_CHECK_EVERY
         # Sessions with frames queued since the last flush (see Session.flush).
         self._dirty: list[Session] = []
@@ -95,8 +109,11 @@ class Broker:
             gid=_getgid(),
             principal="$broker",
             client_name=config.name,
+            instance_id=random.getrandbits(64) or 1,
         )
         self._publisher_field = encode_publisher(self._identity)
+        # The broker numbers its own events per topic, like any client.
+        self._sys_sequences: dict[str, int] = {}
         self.messages_in = 0
         self.messages_out = 0
         self.messages_dropped = 0
@@ -198,8 +215,9 @@ class Broker:
 
     @property
     def publishers_paused(self) -> bool:
-        """Whether reading from clients is paused because queued bytes are over budget."""
-        return self._publishers_paused
+        """Whether reading from clients is paused (for at most ``budget_pause`` seconds)
+        because queued bytes are over the memory budget."""
+        return self._budget.paused
 
     @property
     def clients(self) -> int:
@@ -217,7 +235,7 @@ class Broker:
             dropped=self.messages_dropped,
             bytes_in=self._closed_bytes_in + sum(s.bytes_in for s in sessions),
             bytes_out=self._closed_bytes_out + sum(s.bytes_out for s in sessions),
-            queued_bytes=sum(s.conn.write_buffer_size() for s in sessions),
+            queued_bytes=sum(s.queued for s in sessions),
             clients_detail=[_client_info(s) for s in sessions],
         )
 
@@ -239,6 +257,7 @@ class Broker:
             session.last_seen = loop.time()
             for body in pending:
                 self._dispatch(session, body)
+            self._flush()  # frames pipelined behind Hello are answered without more traffic
             read = conn.read
             feed = splitter.feed
             dispatch = self._dispatch
@@ -257,12 +276,15 @@ class Broker:
                 self._flush()
                 if self.messages_in >= self._next_budget_check:
                     self._next_budget_check = self.messages_in + _BUDGET_CHECK_EVERY
-                    self._guard_memory(loop.time())
+                    self._budget.check(self._sessions.values(), loop.time())
         except _Close as close:
             reason = close.reason
         except FrameTooLarge as exc:
             reason = f"frame too large: {exc}"
             self._fatal(session, _E.ERROR_CODE_FRAME_TOO_LARGE, str(exc))
+        except QuotaExceeded as exc:
+            reason = f"quota exceeded: {exc}"
+            self._fatal(session, _E.ERROR_CODE_QUOTA_EXCEEDED, str(exc))
         except ProtocolError as exc:
             reason = f"protocol error: {exc}"
             self._fatal(session, _E.ERROR_CODE_PROTOCOL, str(exc))
@@ -321,7 +343,8 @@ class Broker:
             )
             self._fatal(session, _E.ERROR_CODE_UNAUTHENTICATED, str(exc))
             raise _Close(f"unauthenticated: {exc}") from None
-        session.authenticate(grant, hello.client_name)
+        self._quotas.admit(session)  # raises QuotaExceeded: refused with the reason
+        session.authenticate(grant, hello.client_name, hello.instance_id)
         log.info(
             "connection %d: pid=%s uid=%s gid=%s exe=%s admitted as %r (%s)",
             session.connection_id,
@@ -371,6 +394,7 @@ class Broker:
             frames_pb2.SubscriptionInfo(subscription_id=i, filter=f, group=g)
             for i, (f, g) in session.subscriptions.items()
         ]
+        self._quotas.release(session)
         self._router.remove_session(session)
         session.close()
         log.info(
@@ -392,6 +416,8 @@ class Broker:
             raise ProtocolError(f"frame of {len(body)} bytes does not parse: {exc}") from None
 
     def _dispatch(self, session: Session, body: bytes) -> None:
+        if not body:
+            raise ProtocolError("a frame of length 0 carries no Frame")
         frame = self._decode(body)
         kind = frame.WhichOneof("body")
         session.messages_in += 1
@@ -423,11 +449,13 @@ class Broker:
                 if topic.startswith(INBOX_PREFIX):
                     raise PermissionDenied(
                         f"principal {grant.principal!r} may not publish to {topic!r}: an inbox "
-                        "takes only one reply to a request delivered to the replying connection"
+                        "takes only one reply to a request delivered to the replying connection "
+                        f"(rule set {grant.rule_set!r})"
                     )
                 grant.check_publish(topic)
             if reply_to:
                 self._check_reply_to(session, reply_to)
+            sequence = publish.sequence
             data = encode_event(
                 topic,
                 publish.payload,
@@ -435,8 +463,10 @@ class Broker:
                 session.publisher_field,
                 publish.correlation.SerializeToString() if publish.HasField("correlation") else b"",
                 reply_to,
+                sequence,
             )
-            delivered, dropped = self._router.fan_out(topic, data, reply_to)
+            stream = (session.instance_id, topic) if sequence and session.instance_id else None
+            delivered, dropped = self._router.fan_out(topic, data, reply_to, stream)
         except (InvalidTopic, PermissionDenied) as exc:
             self._error(session, request_id, code_for(exc), str(exc))
             return
@@ -494,6 +524,11 @@ class Broker:
                 f"subscription id {request_id} is already in use",
             )
             return
+        try:
+            self._quotas.subscribe(session)
+        except QuotaExceeded as exc:
+            self._error(session, request_id, _E.ERROR_CODE_QUOTA_EXCEEDED, str(exc))
+            return
         # The request id names the subscription: unique per connection, known to both sides.
         self._router.subscribe(session, request_id, topic_filter, subscribe.group)
         ack = frames_pb2.SubAck(request_id=request_id, subscription_id=request_id)
@@ -501,6 +536,7 @@ class Broker:
 
     def _on_unsubscribe(self, session: Session, unsubscribe: frames_pb2.Unsubscribe) -> None:
         if self._router.unsubscribe(session, unsubscribe.subscription_id):
+            self._quotas.unsubscribe(session)
             ack = frames_pb2.UnsubAck(request_id=unsubscribe.request_id)
             session.send(encode_frame(_Frame(unsub_ack=ack)))
         else:
@@ -535,29 +571,55 @@ class Broker:
         session.send(encode_frame(error_frame(code, message, request_id)))  # type: ignore[arg-type]
 
     def _fatal(self, session: Session, code: int, message: str) -> None:
+        """The connection's last words: an Error frame past any limit, then it closes."""
         log.warning("connection %d (pid=%s): %s", session.connection_id, session.peer.pid, message)
-        self._error(session, 0, code, message)
+        session.send_last(encode_frame(error_frame(code, message)))  # type: ignore[arg-type]
         session.flush()
 
     # -- flow control, presence, housekeeping -----------------------------------------------
 
-    def _overflow(self, session: Session) -> bool:
-        """An event did not fit a subscriber's buffer; True keeps the subscriber."""
-        if self.config.slow_consumer == "disconnect" and not session.closed:
-            message = f"slow consumer: outbound buffer over {self.config.max_outbound_bytes} bytes"
-            self._disconnect(session, _E.ERROR_CODE_SLOW_CONSUMER, message)
+    def _overflow(self, session: Session, answer: bool) -> bool:
+        """An event (or an answer) did not fit a connection's buffer; True keeps it."""
+        if session.closed:
             return False
-        return True
+        limit = self.config.max_outbound_bytes
+        if answer:
+            # Answers cannot be dropped: a peer that asks and never reads is given up on.
+            message = f"slow consumer: unread answers over the outbound limit of {limit} bytes"
+        elif self.config.slow_consumer == "disconnect":
+            message = f"slow consumer: outbound buffer over {limit} bytes"
+        else:
+            return True
+        self._disconnect(session, _E.ERROR_CODE_SLOW_CONSUMER, message)
+        return False
 
-    def _disconnect(self, session: Session, code: int, message: str) -> None:
+    def _shed(self, session: Session, reason: str) -> None:
+        """The memory budget gives up on what ``session`` holds (see MemoryBudget)."""
+        log.warning(
+            "connection %d (%s, pid=%s): shedding, %s",
+            session.connection_id,
+            session.principal,
+            session.peer.pid,
+            reason,
+        )
+        if self.config.slow_consumer == "disconnect":
+            self._disconnect(session, _E.ERROR_CODE_SLOW_CONSUMER, f"slow consumer: {reason}", 0.0)
+        else:
+            session.shed()
+
+    def _disconnect(
+        self, session: Session, code: int, message: str, abort_after: float | None = None
+    ) -> None:
         """Close a connection the broker gives up on, with an Error frame as its last words.
 
         The frame sits behind whatever is queued; a peer that does not read it within the
-        drain timeout is cut off, so a hung peer cannot hold its connection open.
+        drain timeout (or ``abort_after`` seconds) is cut off, so a hung peer cannot hold
+        its connection, or the memory queued for it, for longer.
         """
         self._fatal(session, code, message)
         self._forget(session, message)
-        asyncio.get_running_loop().call_later(self.config.drain_timeout, session.conn.abort)
+        delay = self.config.drain_timeout if abort_after is None else abort_after
+        asyncio.get_running_loop().call_later(delay, session.conn.abort)
 
     def _publish_presence(
         self,
@@ -578,8 +640,13 @@ class Broker:
 
     def publish_system(self, topic: str, payload: bytes) -> int:
         """Publish a broker event (``$SYS...``) with the broker as publisher."""
-        data = encode_event(topic, payload, time.time_ns(), self._publisher_field)
-        delivered, dropped = self._router.fan_out(topic, data)
+        sequence = self._sys_sequences.get(topic, 0) + 1
+        self._sys_sequences[topic] = sequence
+        data = encode_event(
+            topic, payload, time.time_ns(), self._publisher_field, sequence=sequence
+        )
+        stream = (self._identity.instance_id, topic)
+        delivered, dropped = self._router.fan_out(topic, data, "", stream)
         self.messages_out += delivered
         self.messages_dropped += dropped
         self._flush()
@@ -594,45 +661,30 @@ class Broker:
             dirty.clear()
 
     async def _housekeeping(self) -> None:
-        """Close silent connections, publish stats, guard the memory budget."""
+        """Close silent connections, publish stats, guard the memory budget.
+
+        It never stops for a paused read: a peer stopped for good is still cut off, and
+        its buffer freed, three heartbeat intervals after it went silent.
+        """
         config = self.config
         loop = asyncio.get_running_loop()
         tick = min(config.heartbeat_interval / 2, 0.5)
         next_stats = loop.time() + config.stats_interval
+        silent_for = 3 * config.heartbeat_interval
         while True:
-            # Paused publishers are resumed from here: look sooner.
-            await asyncio.sleep(min(tick, 0.02) if self._publishers_paused else tick)
+            # Paused reading is resumed from here: look sooner.
+            await asyncio.sleep(min(tick, 0.02) if self._budget.paused else tick)
             now = loop.time()
-            silent_for = 3 * config.heartbeat_interval
-            # While reading is paused for the memory budget, silence is the broker's doing.
-            for session in [] if self._publishers_paused else list(self._sessions.values()):
-                if now - session.last_seen > silent_for and not session.closed:
+            for session in list(self._sessions.values()):
+                # A peer whose reading the budget paused is not counted silent meanwhile.
+                silent = now - session.last_seen > silent_for
+                if silent and not session.paused and not session.closed:
                     message = f"no frame for {silent_for:g} s (3 heartbeat intervals)"
                     self._disconnect(session, _E.ERROR_CODE_TIMEOUT, message)
-            self._guard_memory(now)
+            self._budget.check(self._sessions.values(), now)
             if config.stats_interval > 0 and now >= next_stats:
                 next_stats = now + config.stats_interval
                 self.publish_system(topics.SYS_BROKER_STATS, self.stats().SerializeToString())
-
-    def _guard_memory(self, now: float) -> None:
-        queued = sum(s.conn.write_buffer_size() for s in self._sessions.values())
-        budget = self.config.memory_budget_bytes
-        if not self._publishers_paused and queued > budget:
-            self._publishers_paused = True
-            log.warning(
-                "queued %d bytes, over the budget of %d: pausing publishers", queued, budget
-            )
-            for session in self._sessions.values():
-                session.conn.pause_reading()
-                session.paused = True
-        elif self._publishers_paused and queued <= budget // 2:
-            self._publishers_paused = False
-            log.info("queued bytes back to %d: resuming publishers", queued)
-            for session in self._sessions.values():
-                session.last_seen = now
-                if session.paused:
-                    session.conn.resume_reading()
-                    session.paused = False
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -650,7 +702,7 @@ def _client_info(session: Session) -> frames_pb2.ClientInfo:
         messages_in=session.messages_in,
         messages_out=session.messages_out,
         dropped=session.dropped_total,
-        queued_bytes=session.conn.write_buffer_size(),
+        queued_bytes=session.queued,
         connected_at_ns=session.connected_at_ns,
     )
 

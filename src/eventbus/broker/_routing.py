@@ -84,10 +84,17 @@ class Router:
             self.unsubscribe(session, sub_id)
         return len(ids)
 
-    def fan_out(self, topic: str, data: bytes, reply_to: str = "") -> tuple[int, int]:
+    def fan_out(
+        self,
+        topic: str,
+        data: bytes,
+        reply_to: str = "",
+        stream: tuple[int, str] | None = None,
+    ) -> tuple[int, int]:
         """Write ``data`` to every connection ``topic`` reaches, each once.
 
         With ``reply_to`` (a request), each connection that gets it may answer there once.
+        ``stream`` (publisher instance id, topic) names the sequence a drop leaves a gap in.
 
         Returns ``(delivered, dropped)`` counted in connections. Raises ``InvalidTopic``.
         """
@@ -106,7 +113,7 @@ class Router:
                 session = target  # type: ignore[assignment]
             if session.closed:  # being disconnected: neither delivered nor a loss
                 continue
-            if session.deliver(data):
+            if session.deliver(data, stream):
                 delivered += 1
                 if reply_to:
                     session.allow_reply(reply_to)

@@ -1,8 +1,11 @@
 """One client connection as the broker sees it: identity, grant, subscriptions, counters.
 
-Outbound flow control lives here: every event is written at once unless the connection's
-queued bytes would pass the limit, in which case that event is dropped for this subscriber
-only, counted, and reported in-band (``Dropped``) as soon as the buffer has drained.
+Outbound flow control lives here. Everything queued for a connection counts against its
+outbound limit. An event that would pass it (or any event while the broker sheds the
+connection for the memory budget) is dropped for this subscriber only, counted per stream,
+and reported in-band (``Dropped``) ahead of the next event delivered or as soon as the
+buffer has drained. Answers are never dropped: a connection whose unread answers would pass
+the limit is given up on (``on_overflow`` with ``answer=True``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ __all__ = ["INBOX_PREFIX", "Session"]
 #: Connection N receives replies on ``$INBOX.N.<anything>``.
 INBOX_PREFIX = "$INBOX."
 _MAX_REPLY_GRANTS = 1024
+# Streams itemised in one Dropped report; drops beyond are counted in its total only (the
+# subscriber then reports those gaps as lost in transit: over-reported, never hidden).
+_MAX_DROPPED_STREAMS = 1024
 # Queued bytes at which a connection's frames are written out within a pass.
 _FLUSH_AT = 64 * 1024
 
@@ -31,6 +37,7 @@ class Session:
     __slots__ = (
         "_dirty",
         "_drain_task",
+        "_dropped_streams",
         "_out",
         "_out_bytes",
         "bytes_in",
@@ -46,6 +53,7 @@ class Session:
         "grant",
         "identity",
         "inbox",
+        "instance_id",
         "last_seen",
         "messages_in",
         "messages_out",
@@ -55,7 +63,9 @@ class Session:
         "peer",
         "publisher_field",
         "reply_grants",
+        "shedding",
         "subscriptions",
+        "uid",
     )
 
     def __init__(
@@ -63,12 +73,15 @@ class Session:
         conn: Connection,
         connection_id: int,
         outbound_limit: int,
-        on_overflow: Callable[[Session], bool],
+        on_overflow: Callable[[Session, bool], bool],
         dirty: list[Session],
     ) -> None:
         self.conn = conn
         self.connection_id = connection_id
         self.peer: PeerCredentials = conn.peer
+        self.uid = conn.peer.uid
+        #: The client's instance id from Hello (0: it does not number its publishes).
+        self.instance_id = 0
         self.grant: Grant | None = None
         self.client_name = ""
         self.identity = frames_pb2.ProcessIdentity(
@@ -92,7 +105,8 @@ class Session:
         self._dirty = dirty
         #: EventEnvelope.publisher, encoded once (see protocol.encode_event).
         self.publisher_field = b""
-        # Called when an event does not fit; returns True to keep the connection.
+        # Called when an event (answer=False) or an answer (True) does not fit; returns True
+        # to keep the connection.
         self.on_overflow = on_overflow
         self.messages_in = 0
         self.messages_out = 0
@@ -100,6 +114,10 @@ class Session:
         self.bytes_out = 0
         self.dropped_pending = 0
         self.dropped_total = 0
+        # (instance id, topic) -> events of that stream dropped since the last report.
+        self._dropped_streams: dict[tuple[int, str], int] = {}
+        #: Set by the broker's memory budget: every event is dropped until the buffer drains.
+        self.shedding = False
         self.connected_at_ns = time.time_ns()
         self.last_seen = 0.0
         self.closed = False
@@ -112,11 +130,18 @@ class Session:
     def principal(self) -> str:
         return self.grant.principal if self.grant is not None else ""
 
-    def authenticate(self, grant: Grant, client_name: str) -> None:
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this peer: in the transport, and queued in this pass."""
+        return self.conn.write_buffer_size() + self._out_bytes
+
+    def authenticate(self, grant: Grant, client_name: str, instance_id: int) -> None:
         self.grant = grant
         self.client_name = client_name
+        self.instance_id = instance_id
         self.identity.principal = grant.principal
         self.identity.client_name = client_name
+        self.identity.instance_id = instance_id
         self.publisher_field = encode_publisher(self.identity)
 
     def allow_reply(self, inbox: str) -> None:
@@ -133,27 +158,79 @@ class Session:
         return False
 
     def send(self, data: bytes) -> None:
-        """Queue a control frame (answers, errors): never subject to the event limit."""
+        """Queue an answer (SubAck, PubAck, Pong, Error, ...): never dropped, but it counts
+        against the outbound limit, and one that would pass it gives the connection up."""
+        if self.closed:
+            return
+        if self.queued + len(data) > self.outbound_limit:
+            self.on_overflow(self, True)
+            return
+        self._queue(data)
+
+    def send_last(self, data: bytes) -> None:
+        """Queue the last frame the connection gets (an Error before closing), whatever
+        the limit: it is small and nothing follows it."""
         if not self.closed:
             self._queue(data)
 
-    def deliver(self, data: bytes) -> bool:
-        """Queue one encoded event; False when it was dropped for this subscriber."""
+    def deliver(self, data: bytes, stream: tuple[int, str] | None = None) -> bool:
+        """Queue one encoded event; False when it was dropped for this subscriber.
+
+        ``stream`` is the event's (publisher instance id, topic) when it is numbered, so a
+        drop can be reported against the sequence it leaves a gap in.
+        """
         if self.closed:
             return False
         if self._out_bytes >= _FLUSH_AT:
             # A long pass must not count against the limit what the socket would take now.
             self.flush()
-        conn = self.conn
-        if conn.write_buffer_size() + self._out_bytes + len(data) > self.outbound_limit:
-            self.dropped_pending += 1
-            self.dropped_total += 1
-            if self.on_overflow(self) and self._drain_task is None:
-                self._drain_task = asyncio.get_running_loop().create_task(self._report_drops())
+        queued = self.queued
+        if self.shedding:
+            if queued > self.outbound_limit // 4:
+                self._drop(stream)
+                return False
+            self.shedding = False
+        if queued + len(data) > self.outbound_limit:
+            self._drop(stream)
             return False
+        if self.dropped_pending:
+            # Ahead of the event, so the subscriber knows the gaps before it are drops.
+            self._queue(self._dropped_report())
         self._queue(data)
         self.messages_out += 1
         return True
+
+    def shed(self) -> None:
+        """Drop every event for this connection until its buffer is down to a quarter of
+        the limit (the broker's memory budget is passed and this connection holds the most)."""
+        self.shedding = True
+        self._watch_drain()
+
+    def _drop(self, stream: tuple[int, str] | None) -> None:
+        self.dropped_pending += 1
+        self.dropped_total += 1
+        if stream is not None:
+            streams = self._dropped_streams
+            if stream in streams:
+                streams[stream] += 1
+            elif len(streams) < _MAX_DROPPED_STREAMS:
+                streams[stream] = 1
+        if self.on_overflow(self, False):
+            self._watch_drain()
+
+    def _watch_drain(self) -> None:
+        if self._drain_task is None and not self.closed:
+            self._drain_task = asyncio.get_running_loop().create_task(self._report_drops())
+
+    def _dropped_report(self) -> bytes:
+        count, self.dropped_pending = self.dropped_pending, 0
+        streams = [
+            frames_pb2.DroppedStream(instance_id=instance_id, topic=topic, count=n)
+            for (instance_id, topic), n in self._dropped_streams.items()
+        ]
+        self._dropped_streams = {}
+        dropped = frames_pb2.Dropped(count=count, total=self.dropped_total, streams=streams)
+        return encode_frame(frames_pb2.Frame(dropped=dropped))
 
     def _queue(self, data: bytes) -> None:
         if not self._out:
@@ -177,12 +254,10 @@ class Session:
             return
         finally:
             self._drain_task = None
+        if self.queued <= self.outbound_limit // 4:
+            self.shedding = False
         if self.dropped_pending and not self.closed:
-            count, self.dropped_pending = self.dropped_pending, 0
-            frame = frames_pb2.Frame(
-                dropped=frames_pb2.Dropped(count=count, total=self.dropped_total)
-            )
-            self.send(encode_frame(frame))
+            self._queue(self._dropped_report())
             self.flush()
 
     def close(self) -> None:

@@ -29,8 +29,15 @@ class BrokerConfig:
     max_outbound_bytes: int = 8 << 20
     #: What happens to a subscriber over its outbound limit.
     slow_consumer: Literal["drop", "disconnect"] = "drop"
-    #: Total queued bytes over all connections before publishers are paused.
+    #: Total queued bytes over all connections before reading pauses, then sheds.
     memory_budget_bytes: int = 256 << 20
+    #: Longest pause of reading while buffers drain, before the heaviest are shed.
+    budget_pause: float = 1.0
+    #: Queued bytes all connections of one uid may hold before the heaviest are shed.
+    max_outbound_bytes_per_uid: int = 128 << 20
+    max_connections_per_uid: int = 256
+    max_subscriptions_per_uid: int = 100_000
+    max_subscriptions_per_connection: int = 10_000
     hello_timeout: float = 5.0
     #: Clients ping at this interval; a connection silent for three intervals is closed.
     heartbeat_interval: float = 5.0
@@ -47,6 +54,10 @@ class BrokerConfig:
             "max_topic_levels",
             "max_outbound_bytes",
             "memory_budget_bytes",
+            "max_outbound_bytes_per_uid",
+            "max_connections_per_uid",
+            "max_subscriptions_per_uid",
+            "max_subscriptions_per_connection",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"BrokerConfig.{name} must be positive")
@@ -54,5 +65,7 @@ class BrokerConfig:
             raise ValueError("BrokerConfig.max_frame_bytes must fit the 4-byte length prefix")
         if self.slow_consumer not in ("drop", "disconnect"):
             raise ValueError("BrokerConfig.slow_consumer must be 'drop' or 'disconnect'")
+        if self.budget_pause < 0:
+            raise ValueError("BrokerConfig.budget_pause must not be negative")
         if self.hello_timeout <= 0 or self.heartbeat_interval <= 0:
             raise ValueError("BrokerConfig timeouts must be positive")
