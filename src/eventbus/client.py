@@ -46,6 +46,12 @@ log = logging.getLogger("eventbus.client")
 _Frame = frames_pb2.Frame
 _E = frames_pb2.ErrorCode
 _DEFAULT_MAX_PENDING = 10_000
+# Streams (publisher instance, topic) whose last sequence a subscriber remembers; the
+# oldest is forgotten past this, and a gap in it then goes unseen once.
+_MAX_TRACKED_STREAMS = 65_536
+
+LostCallback = Callable[[frames_pb2.ProcessIdentity, int], None]
+"""Called with the publisher and how many of its events were lost in transit."""
 
 
 class Envelope:
@@ -237,11 +243,16 @@ class _Link(NamedTuple):
     pending: list[bytes]
 
 
-async def _open_link(opener: Opener, principal: str, client_name: str, timeout: float) -> _Link:
+async def _open_link(
+    opener: Opener, principal: str, client_name: str, timeout: float, instance_id: int
+) -> _Link:
     """Open a connection and run the Hello/Welcome handshake on it."""
     conn = await opener()
     hello = frames_pb2.Hello(
-        protocol_version=PROTOCOL_VERSION, principal=principal, client_name=client_name
+        protocol_version=PROTOCOL_VERSION,
+        principal=principal,
+        client_name=client_name,
+        instance_id=instance_id,
     )
     conn.write(encode_frame(_Frame(hello=hello)))
     splitter = FrameSplitter()
@@ -275,9 +286,11 @@ class Client:
         *,
         principal: str,
         client_name: str,
+        instance_id: int,
         timeout: float = 5.0,
         max_pending: int = _DEFAULT_MAX_PENDING,
         on_dropped: Callable[[int], None] | None = None,
+        on_lost: LostCallback | None = None,
         reconnect: Reconnect = NO_RECONNECT,
     ) -> None:
         self._opener = opener
@@ -286,8 +299,19 @@ class Client:
         self._timeout = timeout
         self.reconnect = reconnect
         self.max_pending = max_pending
+        #: Random id that, with a sequence per topic, numbers this client's publishes; kept
+        #: across reconnections so subscribers can see a gap in what it sent.
+        self.instance_id = instance_id
         #: Events the broker reported lost on the way to this client.
         self.dropped = 0
+        #: Events missing from a publisher's sequence with no ``Dropped`` report to explain
+        #: them: lost in transit (a broker crash, a reconnection window).
+        self.lost = 0
+        self.on_lost = on_lost
+        self._sequences: dict[str, int] = {}
+        # (instance id, topic) -> last sequence seen / drops reported and not yet matched.
+        self._last_seen: dict[tuple[int, str], int] = {}
+        self._drop_credit: dict[tuple[int, str], int] = {}
         #: Publishes not sent because the reconnect buffer was full.
         self.unsent = 0
         #: Times the connection was re-established.
@@ -319,19 +343,23 @@ class Client:
         timeout: float = 5.0,
         max_pending: int = _DEFAULT_MAX_PENDING,
         on_dropped: Callable[[int], None] | None = None,
+        on_lost: LostCallback | None = None,
         reconnect: Reconnect = NO_RECONNECT,
     ) -> Client:
         """Connect with ``opener`` and complete the handshake as ``principal``."""
         name = client_name or f"{principal}[{os.getpid()}]"
-        link = await _open_link(opener, principal, name, timeout)
+        instance_id = random.getrandbits(64) or 1
+        link = await _open_link(opener, principal, name, timeout, instance_id)
         return cls(
             link,
             opener,
             principal=principal,
             client_name=name,
+            instance_id=instance_id,
             timeout=timeout,
             max_pending=max_pending,
             on_dropped=on_dropped,
+            on_lost=on_lost,
             reconnect=reconnect,
         )
 
@@ -401,6 +429,11 @@ class Client:
         if isinstance(payload, Message):
             payload = payload.SerializeToString()
         request_id = next(self._ids) if confirm else 0
+        if topic.startswith(INBOX_PREFIX):
+            sequence = 0  # a reply: one event on a topic of its own, nothing to number
+        else:
+            sequence = self._sequences.get(topic, 0) + 1
+            self._sequences[topic] = sequence
         # Refused here rather than by the broker, which would close the connection.
         data = encode_publish(
             topic,
@@ -408,6 +441,7 @@ class Client:
             request_id,
             correlation.SerializeToString() if correlation is not None else b"",
             reply_to,
+            sequence=sequence,
             max_frame=self.limits.max_frame_bytes or None,
         )
         if confirm:
@@ -521,7 +555,12 @@ class Client:
                 goodbye = _Frame(goodbye=frames_pb2.Goodbye(reason="client closed"))
                 self._conn.write(encode_frame(goodbye))
             self._conn.close()
-        await asyncio.wait({self._reader})
+        # A broker that does not read cannot make close() wait for ever: after the timeout
+        # what is still queued is abandoned.
+        done, _ = await asyncio.wait({self._reader}, timeout=self._timeout)
+        if not done:
+            self._conn.abort()
+            await asyncio.wait({self._reader})
         self._shutdown(None)
         with contextlib.suppress(Exception):
             await self._conn.wait_closed()
@@ -580,6 +619,16 @@ class Client:
     def _drop_route(self, sub: Subscription) -> None:
         if self._subs.pop(sub.id, None) is not None:
             self._routes.discard(sub.filter, sub)
+            self._forget_streams()
+
+    def _forget_streams(self) -> None:
+        """Stop tracking the streams no plain subscription receives any more: once
+        subscribed again, what was published meanwhile is not a loss."""
+        match = self._routes.match
+        for key in list(self._last_seen):
+            if not any(not sub.group for sub in match(key[1])):  # type: ignore[attr-defined]
+                del self._last_seen[key]
+                self._drop_credit.pop(key, None)
 
     async def _ensure_inbox(self) -> None:
         if not self._inbox_id:
@@ -657,12 +706,19 @@ class Client:
                     reply.set_result(envelope)
                 return None
             full: list[Subscription] | None = None
+            numbered = False
             for sub in self._routes.match(topic):
                 assert isinstance(sub, Subscription)
+                # Group members get their turns only: their sequences have gaps by design.
+                numbered = numbered or not sub.group
                 if sub._full():
                     full = [sub] if full is None else [*full, sub]
                 else:
                     sub._push(envelope)
+            if numbered:
+                publisher = frame.event.publisher
+                if publisher.sequence and publisher.instance_id:
+                    self._check_sequence(publisher, topic)
             return None if full is None else (envelope, full)
         elif kind in ("sub_ack", "unsub_ack", "pub_ack", "list_reply"):
             message = getattr(frame, kind)
@@ -677,6 +733,10 @@ class Client:
             self._on_error(frame.error)
         elif kind == "dropped":
             self.dropped += frame.dropped.count
+            credit = self._drop_credit
+            for stream in frame.dropped.streams:
+                key = (stream.instance_id, stream.topic)
+                credit[key] = credit.get(key, 0) + stream.count
             log.warning(
                 "broker dropped %d event(s) bound for this client (%d in all)",
                 frame.dropped.count,
@@ -691,6 +751,36 @@ class Client:
         else:
             raise ProtocolError(f"unexpected {kind} frame from the broker")
         return None
+
+    def _check_sequence(self, publisher: frames_pb2.ProcessIdentity, topic: str) -> None:
+        """Count the gap before this event that no Dropped report explains as lost."""
+        key = (publisher.instance_id, topic)
+        sequence = publisher.sequence
+        seen = self._last_seen
+        last = seen.pop(key, None)  # re-inserted last: the dict stays in order of use
+        if last is None:
+            if len(seen) >= _MAX_TRACKED_STREAMS:
+                del seen[next(iter(seen))]
+            self._drop_credit.pop(key, None)  # drops before the first event: nothing to match
+        elif sequence > last + 1:
+            gap = sequence - last - 1
+            credit = self._drop_credit.pop(key, 0)
+            if credit > gap:
+                self._drop_credit[key] = credit - gap
+            lost = gap - min(gap, credit)
+            if lost:
+                self.lost += lost
+                log.warning(
+                    "%d event(s) of %s (pid %d) on %r lost in transit (%d in all)",
+                    lost,
+                    publisher.principal or "?",
+                    publisher.pid,
+                    topic,
+                    self.lost,
+                )
+                if self.on_lost is not None:
+                    self.on_lost(publisher, lost)
+        seen[key] = sequence
 
     def _on_error(self, error: frames_pb2.Error) -> None:
         exc = exception_for(error)
@@ -740,7 +830,11 @@ class Client:
                 delay = min(delay * 2, policy.max_delay)
                 try:
                     link = await _open_link(
-                        self._opener, self._principal, self._client_name, self._timeout
+                        self._opener,
+                        self._principal,
+                        self._client_name,
+                        self._timeout,
+                        self.instance_id,
                     )
                 except (ConnectionLost, Timeout, OSError) as exc:
                     log.debug("reconnection attempt %d failed: %s", attempt, exc)
@@ -854,6 +948,7 @@ async def connect(
     timeout: float = 5.0,
     max_pending: int = _DEFAULT_MAX_PENDING,
     on_dropped: Callable[[int], None] | None = None,
+    on_lost: LostCallback | None = None,
     reconnect: Reconnect | bool = True,
 ) -> Client:
     """Connect to the broker at ``address`` (default: the default address) as ``principal``.
@@ -862,6 +957,11 @@ async def connect(
     credentials; otherwise this raises :class:`PermissionDenied` with the reason. The first
     connection must succeed (:class:`ConnectionLost` otherwise); after that the client
     reconnects by itself unless ``reconnect=False``.
+
+    ``on_dropped(count)`` hears of events the broker dropped for this client (its buffer
+    was full); ``on_lost(publisher, count)`` of events missing from a publisher's sequence
+    that no such report explains (lost in transit). ``client.dropped`` and ``client.lost``
+    count both.
     """
     target = address or default_address()
     policy = reconnect if isinstance(reconnect, Reconnect) else Reconnect(enabled=reconnect)
@@ -872,5 +972,6 @@ async def connect(
         timeout=timeout,
         max_pending=max_pending,
         on_dropped=on_dropped,
+        on_lost=on_lost,
         reconnect=policy,
     )
