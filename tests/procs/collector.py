@@ -95,6 +95,8 @@ def describe(envelope: eventbus.Envelope) -> dict[str, Any]:
         "principal": publisher.principal,
         "connection_id": publisher.connection_id,
         "seq": envelope.correlation.sequence if envelope.correlation is not None else None,
+        "instance_id": publisher.instance_id,
+        "sequence": publisher.sequence,
     }
     if topics.payload_type(envelope.topic) is payloads_pb2.Task:
         try:
@@ -221,13 +223,15 @@ class Collector:
                 ],
             )
         elif op == "wait-total":
-            # Until every one of COUNT events has arrived or been reported lost (Dropped).
+            # Until every one of COUNT events has arrived, been reported dropped by the
+            # broker, or been found lost in transit (a gap in its publisher's sequence).
             total = int(rest[0])
-            while self.client.dropped + sum(map(len, self.received.values())) < total:
-                await self.client.ping()
+            client = self.client
+            while client.dropped + client.lost + sum(map(len, self.received.values())) < total:
+                await client.ping()
                 await asyncio.sleep(0.01)
             received = sum(map(len, self.received.values()))
-            emit("total", received=received, dropped=self.client.dropped)
+            emit("total", received=received, dropped=client.dropped, lost=client.lost)
         elif op in ("report", "stop"):
             await self.settle()
             emit(
@@ -235,6 +239,7 @@ class Collector:
                 received=self.received,
                 failures=self.failures,
                 dropped=self.client.dropped,
+                lost=self.client.lost,
             )
             return op == "report"
         else:
@@ -293,6 +298,7 @@ async def main(args: argparse.Namespace) -> int:
                 received=collector.received,
                 failures=collector.failures,
                 dropped=client.dropped,
+                lost=client.lost,
             )
             error = closed.result() or collector.lost
             emit("closed", **(error_fields(error) if error is not None else {"error": None}))
