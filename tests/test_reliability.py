@@ -426,3 +426,44 @@ async def test_close_returns_when_the_broker_stops_reading(address: str) -> None
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_stopped_reader_is_cut_off_by_its_heartbeat_while_the_budget_pauses(
+    address: str,
+) -> None:
+    config = BrokerConfig(
+        address=address,
+        stats_interval=0,
+        max_outbound_bytes=1 << 20,
+        memory_budget_bytes=128 * 1024,
+        budget_pause=0.1,
+        heartbeat_interval=0.5,
+        drain_timeout=0.1,
+    )
+    async with (
+        Broker(config) as broker,
+        await eventbus.connect(address, principal="agent") as agent,
+        await eventbus.connect(address, principal="procmond") as proc,
+    ):
+        gone = await agent.subscribe(topics.SYS_CLIENT_DISCONNECTED)
+        raw = await Raw.open(address)
+        raw.writer.write(hello("agent"))
+        welcome = await raw.recv()
+        assert welcome is not None
+        raw.writer.write(
+            encode_frame(Frame(subscribe=frames_pb2.Subscribe(request_id=1, filter="events.#")))
+        )
+        assert await raw.recv() is not None
+
+        async def flood() -> None:  # until the stopped reader is gone
+            while broker.clients > 2:
+                await proc.publish("events.process.batch", b"h" * 8192)
+
+        flooding = asyncio.create_task(flood())
+        while True:
+            presence = frames_pb2.ClientPresence.FromString((await gone.get(DEADLINE)).payload)
+            if presence.identity.connection_id == welcome.welcome.connection_id:
+                break
+        await asyncio.wait_for(flooding, DEADLINE)
+        assert "3 heartbeat intervals" in presence.reason, presence.reason
+        raw.close()
