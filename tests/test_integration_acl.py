@@ -506,7 +506,7 @@ async def test_broker_denials_reach_the_client_as_typed_exceptions(
     async with await eventbus.connect(broker.address, principal="procmond") as procmond:
         # As if Welcome had granted everything: the client's own checks now let all through,
         # so every answer below comes from the broker.
-        procmond.grant = Grant(
+        procmond._link.grant = Grant(
             "procmond", publish=("#",), subscribe=("#",), admin=True, rule_set="forged locally"
         )
         with pytest.raises(eventbus.PermissionDenied) as denied:

@@ -416,7 +416,7 @@ async def test_close_returns_when_the_broker_stops_reading(address: str) -> None
     try:
         client = await eventbus.connect(address, principal="agent", timeout=0.5, reconnect=False)
         flood = asyncio.create_task(client.publish("events.process.batch", b"f" * (4 << 20)))
-        await eventually(lambda: client._conn.write_buffer_size() > 0, "the write backlog")
+        await eventually(lambda: client._link.conn.write_buffer_size() > 0, "the write backlog")
         await asyncio.wait_for(client.close(), DEADLINE)
         flood.cancel()
         with contextlib.suppress(asyncio.CancelledError, eventbus.EventBusError):

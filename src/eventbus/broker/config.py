@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS
 from ..acl import Policy
 from ..protocol import DEFAULT_MAX_FRAME
 
@@ -23,8 +24,8 @@ class BrokerConfig:
     socket_group: int | str | None = None
     name: str = "daemoneye-eventbus"
     max_frame_bytes: int = DEFAULT_MAX_FRAME
-    max_topic_bytes: int = 256
-    max_topic_levels: int = 16
+    max_topic_bytes: int = DEFAULT_MAX_BYTES
+    max_topic_levels: int = DEFAULT_MAX_LEVELS
     #: Bytes a subscriber may have queued before its newest events are dropped.
     max_outbound_bytes: int = 8 << 20
     #: What happens to a subscriber over its outbound limit.

@@ -17,203 +17,38 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from google.protobuf.message import Message
 
-from . import topics
-from ._backend import FrameSplitter, TopicTrie, validate_filter, validate_topic
-from .acl import Grant
-from .errors import ConnectionLost, EventBusError, ProtocolError, Timeout
-from .protocol import (
+from .._backend import TopicTrie, validate_filter, validate_topic
+from .._grammar import DEFAULT_MAX_BYTES as DEFAULT_MAX_TOPIC_BYTES
+from .._grammar import DEFAULT_MAX_LEVELS as DEFAULT_MAX_TOPIC_LEVELS
+from ..acl import Grant
+from ..errors import ConnectionLost, EventBusError, ProtocolError, Timeout
+from ..protocol import (
     CLOSING_CODES,
-    PROTOCOL_VERSION,
     decode_frame,
     encode_frame,
     encode_publish,
     exception_for,
 )
-from .transport import Connection, default_address
-from .transport import connect as transport_connect
-from .v1 import frames_pb2
+from ..transport import Connection, default_address
+from ..transport import connect as transport_connect
+from ..v1 import frames_pb2
+from ._envelope import Envelope
+from ._link import INBOX_PREFIX, Link, Opener
+from ._sequences import GapTracker, LostCallback, PublishSequences
+from ._subscription import Ended, Subscription
 
-__all__ = ["NO_RECONNECT", "Client", "Envelope", "Reconnect", "Subscription", "connect"]
+__all__ = ["NO_RECONNECT", "Client", "Reconnect", "connect"]
 
 log = logging.getLogger("eventbus.client")
 
 _Frame = frames_pb2.Frame
-_E = frames_pb2.ErrorCode
 _DEFAULT_MAX_PENDING = 10_000
-# Streams (publisher instance, topic) whose last sequence a subscriber remembers; the
-# oldest is forgotten past this, and a gap in it then goes unseen once.
-_MAX_TRACKED_STREAMS = 65_536
-
-LostCallback = Callable[[frames_pb2.ProcessIdentity, int], None]
-"""Called with the publisher and how many of its events were lost in transit."""
-
-
-class Envelope:
-    """One delivered event, as the broker stamped it."""
-
-    __slots__ = ("_raw",)
-
-    def __init__(self, raw: frames_pb2.EventEnvelope) -> None:
-        self._raw = raw
-
-    @property
-    def topic(self) -> str:
-        return self._raw.topic
-
-    @property
-    def payload(self) -> bytes:
-        return self._raw.payload
-
-    @property
-    def timestamp_ns(self) -> int:
-        """When the broker accepted the event (wall clock, ns since the epoch)."""
-        return self._raw.timestamp_ns
-
-    @property
-    def publisher(self) -> frames_pb2.ProcessIdentity:
-        """Who published it, as the broker verified it: pid, uid, principal, connection id."""
-        return self._raw.publisher
-
-    @property
-    def correlation(self) -> frames_pb2.CorrelationMetadata | None:
-        return self._raw.correlation if self._raw.HasField("correlation") else None
-
-    @property
-    def reply_to(self) -> str:
-        return self._raw.reply_to
-
-    @property
-    def raw(self) -> frames_pb2.EventEnvelope:
-        return self._raw
-
-    def decode(self) -> Message:
-        """The payload as the protobuf message registered for this topic."""
-        return topics.decode_payload(self._raw.topic, self._raw.payload)
-
-    def __repr__(self) -> str:
-        who = self._raw.publisher
-        return (
-            f"Envelope(topic={self.topic!r}, {len(self.payload)} bytes, "
-            f"from {who.principal or '?'} pid={who.pid})"
-        )
-
-
-class Subscription:
-    """Events of one topic filter: an async iterator, and a context manager that unsubscribes.
-
-    Iteration ends when the subscription or the client is closed; it raises
-    :class:`ConnectionLost` if the connection to the broker was lost instead.
-    """
-
-    def __init__(
-        self, client: Client, sub_id: int, topic_filter: str, group: str, max_pending: int
-    ) -> None:
-        self.id = sub_id
-        self.filter = topic_filter
-        self.group = group
-        self.max_pending = max_pending
-        self._client = client
-        self._queue: deque[Envelope] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._space: asyncio.Future[None] | None = None
-        self._end: BaseException | None = None
-        self._ended = False
-
-    @property
-    def pending(self) -> int:
-        """Events received and not yet taken."""
-        return len(self._queue)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Envelope:
-        try:
-            return await self.get()
-        except _Ended:
-            raise StopAsyncIteration from None
-
-    async def get(self, timeout: float | None = None) -> Envelope:
-        """The next event; raises :class:`Timeout` after ``timeout`` seconds without one."""
-        queue = self._queue
-        while not queue:
-            if self._ended:
-                if self._end is not None:
-                    raise self._end
-                raise _Ended
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                if timeout is None:
-                    await waiter
-                else:
-                    await asyncio.wait_for(waiter, timeout)
-            except asyncio.TimeoutError:
-                raise Timeout(f"no event on {self.filter!r} within {timeout:g} s") from None
-            finally:
-                self._waiter = None
-        envelope = queue.popleft()
-        space = self._space
-        if space is not None and not space.done():
-            space.set_result(None)
-        return envelope
-
-    async def unsubscribe(self) -> None:
-        """Stop the subscription at the broker; events already received stay readable."""
-        if not self._ended:
-            await self._client._unsubscribe(self)
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        with contextlib.suppress(ConnectionLost):
-            await self.unsubscribe()
-
-    def __repr__(self) -> str:
-        return f"Subscription(id={self.id}, filter={self.filter!r}, pending={self.pending})"
-
-    # -- used by the client's reader ------------------------------------------------------
-
-    def _push(self, envelope: Envelope) -> None:
-        self._queue.append(envelope)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _full(self) -> bool:
-        return len(self._queue) >= self.max_pending and not self._ended
-
-    async def _wait_space(self) -> None:
-        self._space = asyncio.get_running_loop().create_future()
-        try:
-            await self._space
-        finally:
-            self._space = None
-
-    def _finish(self, error: BaseException | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self._end = error
-        for future in (self._waiter, self._space):
-            if future is not None and not future.done():
-                future.set_result(None)
-
-
-class _Ended(Exception):
-    pass
-
-
-Opener = Callable[[], Awaitable[Connection]]
-"""Opens a fresh connection to the broker (used again for every reconnection)."""
-
-INBOX_PREFIX = "$INBOX."
 
 
 @dataclass(frozen=True)
@@ -236,52 +71,12 @@ class Reconnect:
 NO_RECONNECT = Reconnect(enabled=False)
 
 
-class _Link(NamedTuple):
-    conn: Connection
-    welcome: frames_pb2.Welcome
-    splitter: FrameSplitter
-    pending: list[bytes]
-
-
-async def _open_link(
-    opener: Opener, principal: str, client_name: str, timeout: float, instance_id: int
-) -> _Link:
-    """Open a connection and run the Hello/Welcome handshake on it."""
-    conn = await opener()
-    hello = frames_pb2.Hello(
-        protocol_version=PROTOCOL_VERSION,
-        principal=principal,
-        client_name=client_name,
-        instance_id=instance_id,
-    )
-    conn.write(encode_frame(_Frame(hello=hello)))
-    splitter = FrameSplitter()
-    try:
-        bodies = await asyncio.wait_for(_first_frames(conn, splitter), timeout)
-        frame = decode_frame(bodies[0])
-    except asyncio.TimeoutError:
-        conn.abort()
-        raise Timeout(f"no Welcome from the broker within {timeout:g} s") from None
-    except BaseException:
-        conn.abort()
-        raise
-    kind = frame.WhichOneof("body")
-    if kind == "error":
-        conn.close()
-        raise exception_for(frame.error)
-    if kind != "welcome":
-        conn.abort()
-        raise ProtocolError(f"expected Welcome from the broker, got {kind}")
-    splitter = FrameSplitter(max(frame.welcome.limits.max_frame_bytes, 1 << 20))
-    return _Link(conn, frame.welcome, splitter, bodies[1:])
-
-
 class Client:
     """A connection to the broker under one principal. Use :func:`connect` to make one."""
 
     def __init__(
         self,
-        link: _Link,
+        link: Link,
         opener: Opener,
         *,
         principal: str,
@@ -304,21 +99,17 @@ class Client:
         self.instance_id = instance_id
         #: Events the broker reported lost on the way to this client.
         self.dropped = 0
-        #: Events missing from a publisher's sequence with no ``Dropped`` report to explain
-        #: them: lost in transit (a broker crash, a reconnection window).
-        self.lost = 0
-        self.on_lost = on_lost
-        self._sequences: dict[str, int] = {}
-        # (instance id, topic) -> last sequence seen / drops reported and not yet matched.
-        self._last_seen: dict[tuple[int, str], int] = {}
-        self._drop_credit: dict[tuple[int, str], int] = {}
+        self._sequences = PublishSequences()
+        self._gaps = GapTracker(on_lost)
         #: Publishes not sent because the reconnect buffer was full.
         self.unsent = 0
         #: Times the connection was re-established.
         self.reconnects = 0
         self.on_dropped = on_dropped
         self._subs: dict[int, Subscription] = {}
-        self._routes = TopicTrie()
+        self._link = link
+        # Routed with the broker's topic limits, which may be larger than the defaults.
+        self._routes = _routing_trie(link.limits)
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._replies: dict[str, asyncio.Future[Envelope]] = {}
         self._inbox_id = 0
@@ -349,7 +140,9 @@ class Client:
         """Connect with ``opener`` and complete the handshake as ``principal``."""
         name = client_name or f"{principal}[{os.getpid()}]"
         instance_id = random.getrandbits(64) or 1
-        link = await _open_link(opener, principal, name, timeout, instance_id)
+        link = await Link.open(
+            opener, principal=principal, client_name=name, instance_id=instance_id, timeout=timeout
+        )
         return cls(
             link,
             opener,
@@ -363,37 +156,72 @@ class Client:
             reconnect=reconnect,
         )
 
-    def _attach(self, link: _Link) -> None:
+    def _attach(self, link: Link) -> None:
         """Make ``link`` the current connection and start reading it."""
-        self._conn = link.conn
-        welcome = link.welcome
-        self.welcome = welcome
-        self.connection_id: int = welcome.connection_id
-        self.identity: frames_pb2.ProcessIdentity = welcome.identity
-        self.limits: frames_pb2.Limits = welcome.limits
-        rights = welcome.rights
-        #: What the broker granted; used to refuse forbidden operations before sending.
-        self.grant = Grant(
-            principal=welcome.identity.principal,
-            publish=tuple(rights.publish),
-            subscribe=tuple(rights.subscribe),
-            admin=rights.admin,
-            rule_set=rights.rule_set,
-            max_bytes=max(welcome.limits.max_topic_bytes, 1),
-            max_levels=max(welcome.limits.max_topic_levels, 1),
-        )
+        old_limits = self._link.limits
+        self._link = link
+        if (link.limits.max_topic_bytes, link.limits.max_topic_levels) != (
+            old_limits.max_topic_bytes,
+            old_limits.max_topic_levels,
+        ):
+            self._reroute()
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read_loop(link))
-        interval = welcome.limits.heartbeat_interval_ms / 1000
+        interval = link.limits.heartbeat_interval_ms / 1000
         if self._keepalive is not None:
             self._keepalive.cancel()
         self._keepalive = (
             loop.create_task(self._ping_loop(link.conn, interval)) if interval > 0 else None
         )
 
+    def _reroute(self) -> None:
+        """A broker with other topic limits: the same subscriptions in a trie of its limits."""
+        routes = _routing_trie(self._link.limits)
+        for sub in self._subs.values():
+            routes.add(sub.filter, sub)
+        self._routes = routes
+
+    # -- what the current connection's Welcome said ----------------------------------------
+
+    @property
+    def welcome(self) -> frames_pb2.Welcome:
+        return self._link.welcome
+
+    @property
+    def connection_id(self) -> int:
+        return self._link.connection_id
+
+    @property
+    def identity(self) -> frames_pb2.ProcessIdentity:
+        """This client as the broker verified it (what its events carry as publisher)."""
+        return self._link.welcome.identity
+
+    @property
+    def limits(self) -> frames_pb2.Limits:
+        return self._link.limits
+
+    @property
+    def grant(self) -> Grant:
+        """The rights the broker granted; forbidden operations are refused before sending."""
+        return self._link.grant
+
     @property
     def principal(self) -> str:
-        return self.grant.principal
+        return self._link.grant.principal
+
+    @property
+    def lost(self) -> int:
+        """Events missing from a publisher's sequence with no ``Dropped`` report to explain
+        them: lost in transit (a broker crash, a reconnection window)."""
+        return self._gaps.lost
+
+    @property
+    def on_lost(self) -> LostCallback | None:
+        return self._gaps.on_lost
+
+    @on_lost.setter
+    def on_lost(self, callback: LostCallback | None) -> None:
+        self._gaps.on_lost = callback
 
     @property
     def connected(self) -> bool:
@@ -429,11 +257,8 @@ class Client:
         if isinstance(payload, Message):
             payload = payload.SerializeToString()
         request_id = next(self._ids) if confirm else 0
-        if topic.startswith(INBOX_PREFIX):
-            sequence = 0  # a reply: one event on a topic of its own, nothing to number
-        else:
-            sequence = self._sequences.get(topic, 0) + 1
-            self._sequences[topic] = sequence
+        # A reply is the one event of a topic of its own: nothing to number.
+        sequence = 0 if topic.startswith(INBOX_PREFIX) else self._sequences.next(topic)
         # Refused here rather than by the broker, which would close the connection.
         data = encode_publish(
             topic,
@@ -450,7 +275,7 @@ class Client:
         if not self._connected.is_set():
             self._keep_for_later(data, topic)
             return None
-        conn = self._conn
+        conn = self._link.conn
         conn.write(data)
         await conn.drain()
         return None
@@ -496,7 +321,7 @@ class Client:
         with :meth:`reply`.
         """
         await self._ensure_inbox()
-        reply_to = f"{INBOX_PREFIX}{self.connection_id}.{next(self._ids)}"
+        reply_to = f"{self._link.inbox}{next(self._ids)}"
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
         self._replies[reply_to] = future
         try:
@@ -553,17 +378,17 @@ class Client:
                 self._reconnecting.cancel()
             if self._connected.is_set():
                 goodbye = _Frame(goodbye=frames_pb2.Goodbye(reason="client closed"))
-                self._conn.write(encode_frame(goodbye))
-            self._conn.close()
+                self._link.conn.write(encode_frame(goodbye))
+            self._link.conn.close()
         # A broker that does not read cannot make close() wait for ever: after the timeout
         # what is still queued is abandoned.
         done, _ = await asyncio.wait({self._reader}, timeout=self._timeout)
         if not done:
-            self._conn.abort()
+            self._link.conn.abort()
             await asyncio.wait({self._reader})
         self._shutdown(None)
         with contextlib.suppress(Exception):
-            await self._conn.wait_closed()
+            await self._link.conn.wait_closed()
 
     async def wait_closed(self) -> BaseException | None:
         """Wait until the client is closed for good; returns why (None after :meth:`close`)."""
@@ -571,7 +396,7 @@ class Client:
             # The reader ends by closing the client or by starting a reconnection, which ends
             # by closing it or by attaching a new reader: follow whichever is current.
             await asyncio.wait({self._reconnecting or self._reader})
-        return None if isinstance(self._closed, _Ended) else self._closed
+        return None if isinstance(self._closed, Ended) else self._closed
 
     async def __aenter__(self) -> Client:
         return self
@@ -582,7 +407,7 @@ class Client:
     # -- requests --------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed is not None and not isinstance(self._closed, _Ended):
+        if self._closed is not None and not isinstance(self._closed, Ended):
             raise ConnectionLost(f"connection to the broker is closed: {self._closed}")
         if self._closed is not None or self._closing:
             raise ConnectionLost("client is closed")
@@ -600,7 +425,7 @@ class Client:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
         try:
-            self._conn.write(data)
+            self._link.conn.write(data)
             return await future
         finally:
             self._requests.pop(request_id, None)
@@ -619,16 +444,12 @@ class Client:
     def _drop_route(self, sub: Subscription) -> None:
         if self._subs.pop(sub.id, None) is not None:
             self._routes.discard(sub.filter, sub)
-            self._forget_streams()
+            # What a subscription no longer receives cannot go missing meanwhile.
+            self._gaps.forget(self._receives)
 
-    def _forget_streams(self) -> None:
-        """Stop tracking the streams no plain subscription receives any more: once
-        subscribed again, what was published meanwhile is not a loss."""
-        match = self._routes.match
-        for key in list(self._last_seen):
-            if not any(not sub.group for sub in match(key[1])):  # type: ignore[attr-defined]
-                del self._last_seen[key]
-                self._drop_credit.pop(key, None)
+    def _receives(self, topic: str) -> bool:
+        """Whether a plain subscription (one that gets every event) matches ``topic``."""
+        return any(not sub.group for sub in self._routes.match(topic))  # type: ignore[attr-defined]
 
     async def _ensure_inbox(self) -> None:
         if not self._inbox_id:
@@ -640,7 +461,7 @@ class Client:
                 raise
 
     def _inbox_frame(self) -> bytes:
-        return _subscribe_frame(self._inbox_id, f"{INBOX_PREFIX}{self.connection_id}.+", "")
+        return _subscribe_frame(self._inbox_id, f"{self._link.inbox}+", "")
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -650,7 +471,7 @@ class Client:
             await asyncio.sleep(interval)
             conn.write(ping)
 
-    async def _read_loop(self, link: _Link) -> None:
+    async def _read_loop(self, link: Link) -> None:
         error: BaseException | None = None
         conn = link.conn
         try:
@@ -668,7 +489,7 @@ class Client:
                     blocked = handle(body)
                     if blocked is not None:
                         await self._deliver_rest(blocked)
-        except _Ended:
+        except Ended:
             pass
         except asyncio.CancelledError:
             raise
@@ -677,7 +498,7 @@ class Client:
         except Exception as exc:
             log.exception("client reader failed")
             error = ConnectionLost(f"client reader failed: {exc!r}")
-        if conn is not self._conn:
+        if link is not self._link:
             return
         if error is not None and self._may_reconnect(error):
             self._lost(error)
@@ -718,7 +539,7 @@ class Client:
             if numbered:
                 publisher = frame.event.publisher
                 if publisher.sequence and publisher.instance_id:
-                    self._check_sequence(publisher, topic)
+                    self._gaps.observe(publisher, topic)
             return None if full is None else (envelope, full)
         elif kind in ("sub_ack", "unsub_ack", "pub_ack", "list_reply"):
             message = getattr(frame, kind)
@@ -733,10 +554,7 @@ class Client:
             self._on_error(frame.error)
         elif kind == "dropped":
             self.dropped += frame.dropped.count
-            credit = self._drop_credit
-            for stream in frame.dropped.streams:
-                key = (stream.instance_id, stream.topic)
-                credit[key] = credit.get(key, 0) + stream.count
+            self._gaps.dropped(frame.dropped.streams)
             log.warning(
                 "broker dropped %d event(s) bound for this client (%d in all)",
                 frame.dropped.count,
@@ -747,40 +565,10 @@ class Client:
         elif kind == "goodbye":
             if not self._closing:
                 raise ConnectionLost(f"broker said goodbye: {frame.goodbye.reason}")
-            raise _Ended
+            raise Ended
         else:
             raise ProtocolError(f"unexpected {kind} frame from the broker")
         return None
-
-    def _check_sequence(self, publisher: frames_pb2.ProcessIdentity, topic: str) -> None:
-        """Count the gap before this event that no Dropped report explains as lost."""
-        key = (publisher.instance_id, topic)
-        sequence = publisher.sequence
-        seen = self._last_seen
-        last = seen.pop(key, None)  # re-inserted last: the dict stays in order of use
-        if last is None:
-            if len(seen) >= _MAX_TRACKED_STREAMS:
-                del seen[next(iter(seen))]
-            self._drop_credit.pop(key, None)  # drops before the first event: nothing to match
-        elif sequence > last + 1:
-            gap = sequence - last - 1
-            credit = self._drop_credit.pop(key, 0)
-            if credit > gap:
-                self._drop_credit[key] = credit - gap
-            lost = gap - min(gap, credit)
-            if lost:
-                self.lost += lost
-                log.warning(
-                    "%d event(s) of %s (pid %d) on %r lost in transit (%d in all)",
-                    lost,
-                    publisher.principal or "?",
-                    publisher.pid,
-                    topic,
-                    self.lost,
-                )
-                if self.on_lost is not None:
-                    self.on_lost(publisher, lost)
-        seen[key] = sequence
 
     def _on_error(self, error: frames_pb2.Error) -> None:
         exc = exception_for(error)
@@ -808,7 +596,7 @@ class Client:
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
-        self._conn.abort()
+        self._link.conn.abort()
         self._fail_requests(error)
         self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect(error))
 
@@ -829,12 +617,12 @@ class Client:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, policy.max_delay)
                 try:
-                    link = await _open_link(
+                    link = await Link.open(
                         self._opener,
-                        self._principal,
-                        self._client_name,
-                        self._timeout,
-                        self.instance_id,
+                        principal=self._principal,
+                        client_name=self._client_name,
+                        instance_id=self.instance_id,
+                        timeout=self._timeout,
                     )
                 except (ConnectionLost, Timeout, OSError) as exc:
                     log.debug("reconnection attempt %d failed: %s", attempt, exc)
@@ -872,7 +660,7 @@ class Client:
             if isinstance(result, BaseException):  # e.g. the policy no longer allows it
                 self._drop_route(sub)
                 sub._finish(result)
-        conn = self._conn
+        conn = self._link.conn
         while self._backlog:
             conn.write(self._backlog.popleft())
         self._backlog_bytes = 0
@@ -903,7 +691,7 @@ class Client:
     def _shutdown(self, error: BaseException | None) -> None:
         if self._closed is not None:
             return
-        self._closed = error if error is not None else _Ended()
+        self._closed = error if error is not None else Ended()
         self._connected.set()  # wake waiters so they see the end
         if self._keepalive is not None:
             self._keepalive.cancel()
@@ -918,9 +706,9 @@ class Client:
             log.warning("%d buffered publish(es) never sent: the client closed", len(self._backlog))
             self._backlog.clear()
         if error is not None:
-            self._conn.abort()
+            self._link.conn.abort()
         else:
-            self._conn.close()
+            self._link.conn.close()
 
 
 def _subscribe_frame(sub_id: int, topic_filter: str, group: str) -> bytes:
@@ -928,16 +716,6 @@ def _subscribe_frame(sub_id: int, topic_filter: str, group: str) -> bytes:
         subscribe=frames_pb2.Subscribe(request_id=sub_id, filter=topic_filter, group=group)
     )
     return encode_frame(frame)
-
-
-async def _first_frames(conn: Connection, splitter: FrameSplitter) -> list[bytes]:
-    while True:
-        data = await conn.read()
-        if not data:
-            raise ConnectionLost("the broker closed the connection during the handshake")
-        bodies = splitter.feed(data)
-        if bodies:
-            return bodies
 
 
 async def connect(
@@ -974,4 +752,11 @@ async def connect(
         on_dropped=on_dropped,
         on_lost=on_lost,
         reconnect=policy,
+    )
+
+
+def _routing_trie(limits: frames_pb2.Limits) -> TopicTrie:
+    return TopicTrie(
+        max_bytes=limits.max_topic_bytes or DEFAULT_MAX_TOPIC_BYTES,
+        max_levels=limits.max_topic_levels or DEFAULT_MAX_TOPIC_LEVELS,
     )

@@ -1,0 +1,119 @@
+"""One connection to the broker: the Hello/Welcome handshake and what the Welcome said.
+
+A :class:`Link` is the per-connection state, made whole by the handshake and replaced whole
+when the client reconnects, so nothing of an old connection lingers on a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from .._backend import FrameSplitter
+from ..acl import Grant
+from ..errors import ConnectionLost, ProtocolError, Timeout
+from ..protocol import (
+    DEFAULT_MAX_FRAME,
+    PROTOCOL_VERSION,
+    decode_frame,
+    encode_frame,
+    exception_for,
+)
+from ..transport import Connection
+from ..v1 import frames_pb2
+
+__all__ = ["INBOX_PREFIX", "Link", "Opener"]
+
+Opener = Callable[[], Awaitable[Connection]]
+"""Opens a fresh connection to the broker (used again for every reconnection)."""
+
+#: Connection N receives replies on ``$INBOX.N.<anything>``.
+INBOX_PREFIX = "$INBOX."
+
+
+class Link:
+    """A connection that completed the handshake, with the broker's Welcome."""
+
+    __slots__ = ("conn", "grant", "limits", "pending", "splitter", "welcome")
+
+    def __init__(
+        self,
+        conn: Connection,
+        welcome: frames_pb2.Welcome,
+        pending: list[bytes],
+    ) -> None:
+        self.conn = conn
+        self.welcome = welcome
+        self.limits: frames_pb2.Limits = welcome.limits
+        #: Frames that arrived in the same read as the Welcome, still to be handled.
+        self.pending = pending
+        self.splitter = FrameSplitter(max(welcome.limits.max_frame_bytes, DEFAULT_MAX_FRAME))
+        rights = welcome.rights
+        #: What the broker granted; used to refuse forbidden operations before sending.
+        self.grant = Grant(
+            principal=welcome.identity.principal,
+            publish=tuple(rights.publish),
+            subscribe=tuple(rights.subscribe),
+            admin=rights.admin,
+            rule_set=rights.rule_set,
+            max_bytes=max(welcome.limits.max_topic_bytes, 1),
+            max_levels=max(welcome.limits.max_topic_levels, 1),
+        )
+
+    @property
+    def connection_id(self) -> int:
+        return self.welcome.connection_id
+
+    @property
+    def inbox(self) -> str:
+        """The prefix of this connection's own reply inbox."""
+        return f"{INBOX_PREFIX}{self.welcome.connection_id}."
+
+    @classmethod
+    async def open(
+        cls,
+        opener: Opener,
+        *,
+        principal: str,
+        client_name: str,
+        instance_id: int,
+        timeout: float,
+    ) -> Link:
+        """Open a connection and run the handshake; raises the broker's refusal typed."""
+        conn = await opener()
+        hello = frames_pb2.Hello(
+            protocol_version=PROTOCOL_VERSION,
+            principal=principal,
+            client_name=client_name,
+            instance_id=instance_id,
+        )
+        conn.write(encode_frame(frames_pb2.Frame(hello=hello)))
+        try:
+            bodies = await asyncio.wait_for(_first_frames(conn), timeout)
+            frame = decode_frame(bodies[0])
+        except asyncio.TimeoutError:
+            conn.abort()
+            raise Timeout(f"no Welcome from the broker within {timeout:g} s") from None
+        except BaseException:
+            conn.abort()
+            raise
+        kind = frame.WhichOneof("body")
+        if kind == "error":
+            conn.close()
+            raise exception_for(frame.error)
+        if kind != "welcome":
+            conn.abort()
+            raise ProtocolError(f"expected Welcome from the broker, got {kind}")
+        return cls(conn, frame.welcome, bodies[1:])
+
+
+async def _first_frames(conn: Connection) -> list[bytes]:
+    # Before the Welcome the broker's limits are unknown: the default frame limit applies.
+    splitter = FrameSplitter()
+    while True:
+        data = await conn.read()
+        if not data:
+            raise ConnectionLost("the broker closed the connection during the handshake")
+        bodies = splitter.feed(data)
+        if bodies:
+            return bodies

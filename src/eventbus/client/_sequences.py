@@ -1,0 +1,101 @@
+"""Gap detection: numbering what a client publishes, and finding what never arrived.
+
+A client numbers its publishes per topic (see docs/broker.md, "Sequences"); a subscriber
+remembers the last sequence of each (publisher instance, topic) and counts a gap that the
+broker's ``Dropped`` reports do not explain as lost in transit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from ..v1 import frames_pb2
+
+__all__ = ["GapTracker", "LostCallback", "PublishSequences"]
+
+log = logging.getLogger("eventbus.client")
+
+LostCallback = Callable[[frames_pb2.ProcessIdentity, int], None]
+"""Called with the publisher and how many of its events were lost in transit."""
+
+# Streams whose last sequence a subscriber remembers; past this the least recently used is
+# forgotten, and a gap in it then goes unseen once.
+MAX_TRACKED_STREAMS = 65_536
+
+_Stream = tuple[int, str]
+
+
+class PublishSequences:
+    """The next sequence of each topic this client publishes to."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def next(self, topic: str) -> int:
+        sequence = self._last.get(topic, 0) + 1
+        self._last[topic] = sequence
+        return sequence
+
+
+class GapTracker:
+    """What a subscribing client has seen of each stream, and what it found missing."""
+
+    __slots__ = ("_credit", "_last_seen", "lost", "on_lost")
+
+    def __init__(self, on_lost: LostCallback | None) -> None:
+        #: Events missing with no Dropped report to explain them.
+        self.lost = 0
+        self.on_lost = on_lost
+        self._last_seen: dict[_Stream, int] = {}
+        # Drops the broker reported and no gap has matched yet.
+        self._credit: dict[_Stream, int] = {}
+
+    def dropped(self, streams: Iterable[frames_pb2.DroppedStream]) -> None:
+        """Take a Dropped report: it always comes before the gaps it explains."""
+        credit = self._credit
+        for stream in streams:
+            key = (stream.instance_id, stream.topic)
+            credit[key] = credit.get(key, 0) + stream.count
+
+    def observe(self, publisher: frames_pb2.ProcessIdentity, topic: str) -> None:
+        """Count the gap before this event that no Dropped report explains as lost."""
+        key = (publisher.instance_id, topic)
+        sequence = publisher.sequence
+        seen = self._last_seen
+        last = seen.pop(key, None)  # re-inserted below: the dict stays in order of use
+        if last is None:
+            if len(seen) >= MAX_TRACKED_STREAMS:
+                del seen[next(iter(seen))]
+            self._credit.pop(key, None)  # drops before the first event: nothing to match
+        elif sequence > last + 1:
+            gap = sequence - last - 1
+            credit = self._credit.pop(key, 0)
+            if credit > gap:
+                self._credit[key] = credit - gap
+            lost = gap - min(gap, credit)
+            if lost:
+                self._report(publisher, topic, lost)
+        seen[key] = sequence
+
+    def forget(self, still_received: Callable[[str], bool]) -> None:
+        """Stop tracking the topics no longer received: once subscribed again, what was
+        published meanwhile is not a loss."""
+        for key in [key for key in self._last_seen if not still_received(key[1])]:
+            del self._last_seen[key]
+            self._credit.pop(key, None)
+
+    def _report(self, publisher: frames_pb2.ProcessIdentity, topic: str, lost: int) -> None:
+        self.lost += lost
+        log.warning(
+            "%d event(s) of %s (pid %d) on %r lost in transit (%d in all)",
+            lost,
+            publisher.principal or "?",
+            publisher.pid,
+            topic,
+            self.lost,
+        )
+        if self.on_lost is not None:
+            self.on_lost(publisher, lost)
