@@ -170,7 +170,8 @@ class Connection(abc.ABC):
 
         False when that process has exited, or could not be pinned down at accept time
         (it was gone, or its pid already belonged to a newer process): then ``peer``'s
-        pid no longer names it. True where the platform cannot tell.
+        pid no longer names it. False as well once a pinned connection is lost. True where
+        the platform cannot tell.
         """
 
     @abc.abstractmethod
