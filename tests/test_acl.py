@@ -33,6 +33,8 @@ class Peer:
     pid: int | None = 321
     exe: str | None = None
     groups: frozenset[int] = field(default_factory=frozenset)
+    cgroup: str | None = None
+    unit: str | None = None
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +243,97 @@ def test_relative_executable_binding_is_refused() -> None:
         Binding(executables=frozenset({"bin/procmond"}))
 
 
+def test_unit_binding_matches_the_unit_name_exactly() -> None:
+    binding = Binding(units=frozenset({"daemoneye-procmond.service"}))
+    assert binding.admits(Peer(unit="daemoneye-procmond.service"))
+    assert not binding.admits(Peer(unit="daemoneye-procmond.scope"))
+    assert not binding.admits(Peer(unit="daemoneye-procmond.service2"))
+    assert binding.refusal(Peer(unit="other.service")) == (
+        "unit 'other.service' not in ['daemoneye-procmond.service']"
+    )
+    assert binding.refusal(Peer(unit=None)) == (
+        "the peer's systemd unit is unknown and the binding requires one"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "admitted"),
+    [
+        ("/system.slice/daemoneye.service", True),
+        ("/system.slice/daemoneye.service/procmond", True),
+        ("/system.slice/daemoneye.service/a/b", True),
+        ("/system.slice/daemoneye.service2", False),
+        ("/system.slice/daemoneye.servic", False),
+        ("/system.slice", False),
+        ("/", False),
+        ("/user.slice/system.slice/daemoneye.service", False),
+    ],
+)
+def test_cgroup_binding_matches_the_path_or_below_it(cgroup: str, admitted: bool) -> None:
+    binding = Binding(cgroups=frozenset({"/system.slice/daemoneye.service"}))
+    assert binding.admits(Peer(cgroup=cgroup)) is admitted
+    if not admitted:
+        assert binding.refusal(Peer(cgroup=cgroup)) == (
+            f"cgroup {cgroup!r} is not at or below any of ['/system.slice/daemoneye.service']"
+        )
+
+
+def test_root_cgroup_binding_admits_every_known_cgroup() -> None:
+    binding = Binding(cgroups=frozenset({"/"}))
+    assert binding.admits(Peer(cgroup="/"))
+    assert binding.admits(Peer(cgroup="/user.slice/user-1000.slice/session-2.scope"))
+    assert not binding.admits(Peer(cgroup=None))
+
+
+def test_unresolved_cgroup_never_satisfies_a_binding() -> None:
+    binding = Binding(cgroups=frozenset({"/system.slice"}))
+    assert binding.refusal(Peer(cgroup=None)) == (
+        "the peer's cgroup is unknown and the binding requires one"
+    )
+
+
+def test_unit_and_cgroup_bindings_add_to_the_others() -> None:
+    binding = Binding(
+        uids=frozenset({UID}),
+        units=frozenset({"procmond.service"}),
+        cgroups=frozenset({"/system.slice"}),
+    )
+    inside = Peer(unit="procmond.service", cgroup="/system.slice/procmond.service")
+    assert binding.admits(inside)
+    assert not binding.admits(Peer(uid=1, unit=inside.unit, cgroup=inside.cgroup))
+    assert not binding.admits(Peer(unit="procmond.service", cgroup="/user.slice/procmond.service"))
+    assert binding.describe() == ("uid [4242], unit ['procmond.service'], cgroup ['/system.slice']")
+    policy = Policy([PrincipalRule("procmond", binding)], name="unit rules")
+    with pytest.raises(PermissionDenied) as refused:
+        policy.authenticate(
+            "procmond", Peer(pid=77, unit="netmond.service", cgroup="/system.slice")
+        )
+    assert str(refused.value) == (
+        "peer (pid 77) may not act as principal 'procmond': unit 'netmond.service' not in "
+        "['procmond.service'] (rule set 'unit rules')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field_name", "value", "words"),
+    [
+        ("units", "procmond", "not a systemd unit name"),
+        ("units", "system.slice", "not a systemd unit name"),
+        ("units", "a/b.service", "not a systemd unit name"),
+        ("units", ".service", "not a systemd unit name"),
+        ("cgroups", "system.slice", "not an absolute cgroup path"),
+        ("cgroups", "/system.slice/", "not an absolute cgroup path"),
+        ("cgroups", "/system.slice//x", "not an absolute cgroup path"),
+        ("cgroups", "/system.slice/../x", "not an absolute cgroup path"),
+    ],
+)
+def test_malformed_unit_or_cgroup_binding_is_refused(
+    field_name: str, value: str, words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        Binding(**{field_name: frozenset({value})})
+
+
 # --- Policy files ---------------------------------------------------------------------------
 
 
@@ -274,12 +367,23 @@ subscribe = ["control.collector.task.process"]
 
 [principals]
 watcher = { any_user = true, subscribe = ["events.#"] }
+
+[principals.netmond]
+unit = "daemoneye-netmond.service"
+cgroup = ["/system.slice/daemoneye-netmond.service", "/system.slice/daemoneye.slice"]
+publish = ["events.network.#"]
 """,
         encoding="utf-8",
     )
     policy = Policy.load(path)
     assert policy.name == str(path)
-    assert policy.principals() == ("procmond", "watcher")
+    assert policy.principals() == ("procmond", "watcher", "netmond")
+    assert policy.rule("netmond").binding == Binding(
+        units=frozenset({"daemoneye-netmond.service"}),
+        cgroups=frozenset(
+            {"/system.slice/daemoneye-netmond.service", "/system.slice/daemoneye.slice"}
+        ),
+    )
     procmond = policy.rule("procmond")
     assert procmond.binding == Binding(
         uids=frozenset({1000, 1001}),
@@ -393,6 +497,39 @@ BAD_FILES = [
     ),
     pytest.param(
         "[principals.'p q']\nuid = 0\n", 1, "not printable", id="principal-name",
+    ),
+    pytest.param(
+        "[principals.p]\n\nunit = 'procmond'\n", 3,
+        "principal 'p' unit: unit 'procmond' is not a systemd unit name ending in .service",
+        id="unit-suffix",
+    ),
+    pytest.param(
+        "[principals.p]\nunit = ['a.service', 'b.slice']\n", 2, "unit 'b.slice' is not",
+        id="unit-slice",
+    ),
+    pytest.param("[principals.p]\nunit = []\n", 2, "must not be empty", id="empty-unit"),
+    pytest.param("[principals.p]\nunit = 3\n", 2, "unit must be strings", id="unit-type"),
+    pytest.param(
+        "[principals.p]\nuid = 0\ncgroup = 'system.slice/x.service'\n", 3,
+        "principal 'p' cgroup: cgroup 'system.slice/x.service' is not an absolute cgroup path",
+        id="cgroup-relative",
+    ),
+    pytest.param(
+        "[principals.p]\ncgroup = ['/system.slice/']\n", 2, "no trailing '/'",
+        id="cgroup-trailing-slash",
+    ),
+    pytest.param(
+        "[principals.p]\ncgroup = ['/a/../b']\n", 2, "not an absolute cgroup path",
+        id="cgroup-dotdot",
+    ),
+    pytest.param("[principals.p]\ncgroup = [1]\n", 2, "cgroup must be strings", id="cgroup-type"),
+    pytest.param(
+        "[principals.p]\nany_user = true\nunit = 'a.service'\n", 2, "contradicts",
+        id="any-user-and-unit",
+    ),
+    pytest.param(
+        "[principals]\np = { cgroup = '/ok', publish = ['events.x'] }\nq = { unit = 'x' }\n", 3,
+        "principal 'q' unit", id="unit-inline-table",
     ),
 ]  # fmt: skip
 

@@ -73,6 +73,12 @@ class Credentials(Protocol):
     @property
     def groups(self) -> frozenset[int]: ...
 
+    @property
+    def cgroup(self) -> str | None: ...
+
+    @property
+    def unit(self) -> str | None: ...
+
 
 def _same_file_key(path: str) -> str:
     # Both sides are resolved so a symlinked install path and /proc's resolved exe agree.
@@ -83,6 +89,35 @@ def _listing(values: Iterable[int] | Iterable[str]) -> str:
     return "[" + ", ".join(str(value) for value in sorted(values)) + "]"
 
 
+_UNIT_SUFFIXES = (".service", ".scope")
+
+
+def _unit_problem(unit: str) -> str | None:
+    """Why ``unit`` can never name a peer's unit, or None if it can."""
+    if "/" in unit or not unit.endswith(_UNIT_SUFFIXES) or unit in _UNIT_SUFFIXES:
+        # the transport only ever reports a cgroup path component ending so
+        return f"unit {unit!r} is not a systemd unit name ending in .service or .scope"
+    return None
+
+
+def _cgroup_problem(path: str) -> str | None:
+    """Why ``path`` is not a cgroup path a binding can use, or None if it is."""
+    if path == "/":
+        return None
+    parts = path.split("/")
+    if parts[0] or any(part in ("", ".", "..") for part in parts[1:]):
+        return (
+            f"cgroup {path!r} is not an absolute cgroup path like '/system.slice/x.service' "
+            "(no empty, '.' or '..' parts, no trailing '/')"
+        )
+    return None
+
+
+def _within(cgroup: str, tree: str) -> bool:
+    """Whether ``cgroup`` is ``tree`` or below it: a prefix counts only at a '/' boundary."""
+    return cgroup == tree or tree == "/" or cgroup.startswith(tree + "/")
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
     """Which OS credentials may act as a principal. ``None`` means no constraint.
@@ -90,27 +125,40 @@ class Binding:
     Every constraint given must hold, and a credential the OS did not report (``None``) never
     satisfies one. ``gids`` is satisfied by the primary gid or any supplementary group.
     ``executables`` are absolute paths, compared with the peer's executable after
-    :func:`os.path.realpath` of both. ``Binding()`` admits anyone: a policy file has to say
+    :func:`os.path.realpath` of both. ``units`` are systemd unit names (``*.service``,
+    ``*.scope``), compared exactly with the peer's unit. ``cgroups`` are cgroup v2 paths; the
+    peer's cgroup satisfies one when it is that path or lies below it (``/a/b`` is below
+    ``/a``, ``/ab`` is not). ``Binding()`` admits anyone: a policy file has to say
     ``any_user = true`` to get it, so it never happens by omission.
     """
 
     uids: frozenset[int] | None = None
     gids: frozenset[int] | None = None
     executables: frozenset[str] | None = None
+    units: frozenset[str] | None = None
+    cgroups: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("uids", "gids", "executables"):
+        for name in ("uids", "gids", "executables", "units", "cgroups"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, frozenset):
                 object.__setattr__(self, name, frozenset(value))
         for path in self.executables or ():
             if not os.path.isabs(path):
                 raise ValueError(f"executable binding {path!r} is not an absolute path")
+        problems = [_unit_problem(unit) for unit in self.units or ()]
+        problems += [_cgroup_problem(path) for path in self.cgroups or ()]
+        for problem in problems:
+            if problem is not None:
+                raise ValueError(f"binding: {problem}")
 
     @property
     def unrestricted(self) -> bool:
         """Whether this binding admits every peer."""
-        return self.uids is None and self.gids is None and self.executables is None
+        return all(
+            value is None
+            for value in (self.uids, self.gids, self.executables, self.units, self.cgroups)
+        )
 
     def admits(self, creds: Credentials) -> bool:
         """Whether the peer with ``creds`` satisfies every constraint."""
@@ -140,10 +188,27 @@ class Binding:
                     f"executable {creds.exe!r} (resolved {actual!r}) not allowed: "
                     f"{_listing(repr(path) for path in self.executables)}"
                 )
+        return self._placement_refusal(creds)
+
+    def _placement_refusal(self, creds: Credentials) -> str | None:
+        """Why the peer's systemd unit or cgroup is not admitted, or None."""
+        if self.units is not None:
+            if creds.unit is None:
+                return "the peer's systemd unit is unknown and the binding requires one"
+            if creds.unit not in self.units:
+                return f"unit {creds.unit!r} not in {_listing(repr(u) for u in self.units)}"
+        if self.cgroups is not None:
+            if creds.cgroup is None:
+                return "the peer's cgroup is unknown and the binding requires one"
+            if not any(_within(creds.cgroup, tree) for tree in self.cgroups):
+                return (
+                    f"cgroup {creds.cgroup!r} is not at or below any of "
+                    f"{_listing(repr(path) for path in self.cgroups)}"
+                )
         return None
 
     def describe(self) -> str:
-        """A one-line summary, e.g. ``uid [0], executable ['/usr/bin/x']``."""
+        """A one-line summary, e.g. ``uid [0], executable ['/usr/bin/x'], unit ['x.service']``."""
         parts = []
         if self.uids is not None:
             parts.append(f"uid {_listing(self.uids)}")
@@ -151,6 +216,10 @@ class Binding:
             parts.append(f"gid {_listing(self.gids)}")
         if self.executables is not None:
             parts.append(f"executable {_listing(repr(path) for path in self.executables)}")
+        if self.units is not None:
+            parts.append(f"unit {_listing(repr(unit) for unit in self.units)}")
+        if self.cgroups is not None:
+            parts.append(f"cgroup {_listing(repr(path) for path in self.cgroups)}")
         return ", ".join(parts) or "any user"
 
 
@@ -389,7 +458,15 @@ def default_policy(uid: int | None = None) -> Policy:
 # --- TOML policy files -------------------------------------------------------------------
 
 _ROLE_KEYS = frozenset({"publish", "subscribe", "admin"})
-_PRINCIPAL_KEYS = _ROLE_KEYS | {"uid", "gid", "executable", "any_user", "roles"}
+_PRINCIPAL_KEYS = _ROLE_KEYS | {
+    "uid",
+    "gid",
+    "executable",
+    "unit",
+    "cgroup",
+    "any_user",
+    "roles",
+}
 _TOP_LEVEL = frozenset({"policy", "roles", "principals"})
 _POLICY_KEYS = frozenset({"name"})
 _MAX_ID = 2**32 - 1
@@ -630,16 +707,21 @@ class _PolicyLoader:
         uids = self._ids((*path, "uid"), body.get("uid"), f"{what} uid", _user_id)
         gids = self._ids((*path, "gid"), body.get("gid"), f"{what} gid", _group_id)
         executables = self._executables((*path, "executable"), body.get("executable"), what)
-        binding = Binding(uids, gids, executables)
+        units = self._names((*path, "unit"), body.get("unit"), f"{what} unit", _unit_problem)
+        cgroups = self._names(
+            (*path, "cgroup"), body.get("cgroup"), f"{what} cgroup", _cgroup_problem
+        )
+        binding = Binding(uids, gids, executables, units, cgroups)
         if any_user and not binding.unrestricted:
             raise self._error(
                 (*path, "any_user"),
-                f"{what}: any_user = true contradicts its uid/gid/executable binding; remove one",
+                f"{what}: any_user = true contradicts its uid/gid/executable/unit/cgroup "
+                "binding; remove one",
             )
         if not any_user and binding.unrestricted:
             raise self._error(
                 path,
-                f"{what} has no binding: give uid, gid or executable, or set "
+                f"{what} has no binding: give uid, gid, executable, unit or cgroup, or set "
                 "any_user = true to let any local user act as it",
             )
         return binding
@@ -669,6 +751,22 @@ class _PolicyLoader:
             except LookupError as exc:
                 raise self._error(path, f"{what}: {exc.args[0]}") from None
         return frozenset(ids)
+
+    def _names(
+        self, path: _KeyPath, value: object, what: str, problem: Callable[[str], str | None]
+    ) -> frozenset[str] | None:
+        """A string or an array of strings, each of which ``problem`` finds nothing wrong with."""
+        if value is None:
+            return None
+        names = set()
+        for item in self._values(path, value, what):
+            if not isinstance(item, str):
+                raise self._error(path, f"{what} must be strings, not {_type_name(item)}")
+            found = problem(item)
+            if found is not None:
+                raise self._error(path, f"{what}: {found}")
+            names.add(item)
+        return frozenset(names)
 
     def _executables(self, path: _KeyPath, value: object, what: str) -> frozenset[str] | None:
         if value is None:

@@ -325,6 +325,13 @@ class Broker:
             self._fatal(session, _E.ERROR_CODE_UNSUPPORTED_VERSION, message)
             raise _Close(message)
         peer = session.peer
+        if not conn.peer_alive():  # its pid may name another process by now
+            message = f"peer process {peer.pid} is gone or was replaced since it connected"
+            log.warning(
+                "refused pid=%s uid=%s as %r: %s", peer.pid, peer.uid, hello.principal, message
+            )
+            self._fatal(session, _E.ERROR_CODE_UNAUTHENTICATED, message)
+            raise _Close(f"unauthenticated: {message}")
         try:
             grant = self.policy.authenticate(
                 hello.principal,

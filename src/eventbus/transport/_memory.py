@@ -135,6 +135,9 @@ class MemoryConnection(Connection):
     def is_closing(self) -> bool:
         return self._closed
 
+    def peer_alive(self) -> bool:
+        return True  # the peer is this very process
+
     async def wait_closed(self) -> None:
         if self._closed:
             return

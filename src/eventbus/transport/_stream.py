@@ -23,6 +23,8 @@ __all__ = [
     "UNKNOWN_PEER",
     "Connection",
     "PeerCredentials",
+    "PeerLookup",
+    "PeerProcess",
     "Server",
     "StreamConnection",
 ]
@@ -51,6 +53,10 @@ class PeerCredentials:
             (``/proc/<pid>/exe`` on Linux, the process image name on Windows).
         groups: the peer's supplementary group ids, where cheaply known.
         sid: the account SID of the peer process's token, as a string (Windows only).
+        cgroup: the peer's cgroup v2 path, as ``/proc/<pid>/cgroup`` shows it to this
+            process (Linux only).
+        unit: the systemd unit (``*.service`` or ``*.scope``) the peer's cgroup belongs
+            to, when its cgroup path names one (Linux only).
     """
 
     pid: int | None
@@ -59,10 +65,34 @@ class PeerCredentials:
     exe: str | None = None
     groups: frozenset[int] = frozenset()
     sid: str | None = None
+    cgroup: str | None = None
+    unit: str | None = None
 
 
 #: The credentials of a peer the OS would not describe.
 UNKNOWN_PEER = PeerCredentials(pid=None, uid=None, gid=None)
+
+
+class PeerProcess(abc.ABC):
+    """A hold on the peer's process that a recycled pid cannot pass for (a Linux pidfd).
+
+    A connection keeps it for its whole life, and releases it when it is lost.
+    """
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def alive(self) -> bool:
+        """Whether the process that connected is still running (False once released)."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give the hold back to the OS. Idempotent."""
+
+
+#: Reads the peer's credentials from a connected transport, and the hold on its process
+#: where the platform gives one.
+PeerLookup = Callable[[asyncio.BaseTransport], tuple[PeerCredentials, PeerProcess | None]]
 
 
 class Connection(abc.ABC):
@@ -135,6 +165,16 @@ class Connection(abc.ABC):
         """Return True once the connection is closed or closing (by either side)."""
 
     @abc.abstractmethod
+    def peer_alive(self) -> bool:
+        """Return whether the peer is still the process that connected.
+
+        False when that process has exited, or could not be pinned down at accept time
+        (it was gone, or its pid already belonged to a newer process): then ``peer``'s
+        pid no longer names it. False as well once a pinned connection is lost. True where
+        the platform cannot tell.
+        """
+
+    @abc.abstractmethod
     async def wait_closed(self) -> None:
         """Wait until the connection is completely closed."""
 
@@ -158,6 +198,7 @@ class StreamConnection(asyncio.Protocol, Connection):
         "_loop",
         "_on_made",
         "_peer_of",
+        "_process",
         "_read_limit",
         "_transport",
         "_user_paused",
@@ -169,7 +210,7 @@ class StreamConnection(asyncio.Protocol, Connection):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        peer_of: Callable[[asyncio.BaseTransport], PeerCredentials],
+        peer_of: PeerLookup,
         *,
         on_made: Callable[[StreamConnection], None] | None = None,
         read_limit: int = DEFAULT_READ_LIMIT,
@@ -178,7 +219,8 @@ class StreamConnection(asyncio.Protocol, Connection):
 
         Args:
             loop: the running event loop.
-            peer_of: reads the peer's credentials from the transport when it is connected.
+            peer_of: reads the peer's credentials (and takes a hold on its process) from
+                the transport when it is connected.
             on_made: called once connected (the server uses it to start its handler).
             read_limit: unread bytes above which reading from the OS pauses.
         """
@@ -199,6 +241,7 @@ class StreamConnection(asyncio.Protocol, Connection):
         self._write_paused = False
         self._drain_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed: asyncio.Future[None] = loop.create_future()
+        self._process: PeerProcess | None = None
         self.peer = UNKNOWN_PEER
 
     def __repr__(self) -> str:
@@ -211,7 +254,7 @@ class StreamConnection(asyncio.Protocol, Connection):
         # uvloop's transports implement asyncio.Transport without inheriting from it
         self._transport = cast(asyncio.Transport, transport)
         try:
-            self.peer = self._peer_of(transport)
+            self.peer, self._process = self._peer_of(transport)
         except Exception:  # a credential lookup must never kill the connection silently
             logger.exception("could not read the peer credentials of %r", transport)
         if self._on_made is not None:
@@ -236,6 +279,8 @@ class StreamConnection(asyncio.Protocol, Connection):
         return None  # let the transport close itself: this interface has no half-close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._process is not None:
+            self._process.release()
         self._eof = True
         if exc is not None and self._exc is None:
             self._exc = exc
@@ -340,6 +385,9 @@ class StreamConnection(asyncio.Protocol, Connection):
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
 
+    def peer_alive(self) -> bool:
+        return self._process is None or self._process.alive()
+
     # -- internals ----------------------------------------------------------------------
 
     def _at_end(self) -> bytes:
@@ -391,7 +439,7 @@ class Server(abc.ABC):
         self,
         address: str,
         handler: Handler,
-        peer_of: Callable[[asyncio.BaseTransport], PeerCredentials],
+        peer_of: PeerLookup,
         read_limit: int,
     ) -> None:
         """Set up the bookkeeping; the platform's `serve` starts listening."""

@@ -22,6 +22,7 @@ from ._stream import (
     Connection,
     Handler,
     PeerCredentials,
+    PeerProcess,
     Server,
     StreamConnection,
 )
@@ -50,58 +51,45 @@ _FileId = tuple[int, int]
 
 def local_credentials() -> PeerCredentials:
     """Return this process's own credentials, in the form a peer would see them."""
+    cgroup, unit = _own_cgroup()
     return PeerCredentials(
         pid=os.getpid(),
         uid=os.getuid(),
         gid=os.getgid(),
         exe=os.path.realpath(sys.executable) if sys.executable else None,
         groups=frozenset(os.getgroups()),
+        cgroup=cgroup,
+        unit=unit,
     )
 
 
-def _peer_credentials(transport: asyncio.BaseTransport) -> PeerCredentials:
+def _peer_identity(
+    transport: asyncio.BaseTransport,
+) -> tuple[PeerCredentials, PeerProcess | None]:
     sock = transport.get_extra_info("socket")
     if sock is None:
-        return UNKNOWN_PEER
+        return UNKNOWN_PEER, None
     try:
-        return _socket_credentials(sock)
+        return _socket_identity(sock)
     except OSError:
-        return UNKNOWN_PEER
+        return UNKNOWN_PEER, None
 
 
-def _server_credentials(transport: asyncio.BaseTransport) -> PeerCredentials:
+def _server_identity(
+    transport: asyncio.BaseTransport,
+) -> tuple[PeerCredentials, PeerProcess | None]:
     # the connecting side falls back on its own identity, per the Connection contract
-    peer = _peer_credentials(transport)
-    return local_credentials() if peer == UNKNOWN_PEER else peer
+    peer, process = _peer_identity(transport)
+    return (local_credentials(), None) if peer == UNKNOWN_PEER else (peer, process)
 
 
 if sys.platform.startswith("linux"):
-    _UCRED = struct.Struct("3i")
+    from ._pidfd import peer_identity as _socket_identity
+    from ._pidfd import process_cgroup, systemd_unit
 
-    def _socket_credentials(sock: socket.socket) -> PeerCredentials:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-        pid, uid, gid = _UCRED.unpack(raw)
-        if pid <= 0:  # the peer lives in a pid namespace we cannot see into
-            return PeerCredentials(pid=None, uid=uid, gid=gid)
-        return PeerCredentials(
-            pid=pid, uid=uid, gid=gid, exe=_linux_exe(pid), groups=_linux_groups(pid)
-        )
-
-    def _linux_exe(pid: int) -> str | None:
-        try:
-            return os.readlink(f"/proc/{pid}/exe")
-        except OSError:  # another user's process (without privilege), or already gone
-            return None
-
-    def _linux_groups(pid: int) -> frozenset[int]:
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-                for line in status:
-                    if line.startswith("Groups:"):
-                        return frozenset(int(gid) for gid in line.split()[1:])
-        except (OSError, ValueError):
-            pass
-        return frozenset()
+    def _own_cgroup() -> tuple[str | None, str | None]:
+        cgroup = process_cgroup("self")
+        return cgroup, systemd_unit(cgroup)
 
 elif sys.platform == "darwin" or sys.platform.startswith(("freebsd", "dragonfly")):
     # <sys/un.h>, <sys/ucred.h>: getsockopt(SOL_LOCAL, LOCAL_PEERCRED) fills a struct xucred
@@ -137,6 +125,16 @@ else:
 
     def _socket_credentials(sock: socket.socket) -> PeerCredentials:
         return UNKNOWN_PEER
+
+
+if not sys.platform.startswith("linux"):
+    # no pidfds, cgroups or systemd units here: the pid is trusted as it was at accept
+
+    def _socket_identity(sock: socket.socket) -> tuple[PeerCredentials, PeerProcess | None]:
+        return _socket_credentials(sock), None
+
+    def _own_cgroup() -> tuple[str | None, str | None]:
+        return None, None
 
 
 # -- socket-file safety -------------------------------------------------------------------
@@ -288,7 +286,7 @@ class UnixServer(Server):
         self, address: str, path: str, ident: _FileId, handler: Handler, read_limit: int
     ) -> None:
         """Wrap the socket bound at ``path``; `serve` attaches the asyncio server."""
-        super().__init__(address, handler, _peer_credentials, read_limit)
+        super().__init__(address, handler, _peer_identity, read_limit)
         self._path = path
         self._ident = ident
         self._server: asyncio.AbstractServer | None = None
@@ -363,7 +361,7 @@ async def connect(address: str, *, read_limit: int = DEFAULT_READ_LIMIT) -> Conn
     _check_path_length(address)
 
     def factory() -> StreamConnection:
-        return StreamConnection(loop, _server_credentials, read_limit=read_limit)
+        return StreamConnection(loop, _server_identity, read_limit=read_limit)
 
     try:
         _, connection = await loop.create_unix_connection(factory, address)

@@ -53,15 +53,18 @@ def local_credentials() -> PeerCredentials:
     )
 
 
-def _client_credentials(transport: asyncio.BaseTransport) -> PeerCredentials:
+# No hold on the peer's process (None): its identity is read from the pid once, at accept.
+
+
+def _client_credentials(transport: asyncio.BaseTransport) -> tuple[PeerCredentials, None]:
     """The credentials of the client at the other end of an accepted pipe instance."""
-    return _pipe_peer(transport, client=True)
+    return _pipe_peer(transport, client=True), None
 
 
-def _server_credentials(transport: asyncio.BaseTransport) -> PeerCredentials:
+def _server_credentials(transport: asyncio.BaseTransport) -> tuple[PeerCredentials, None]:
     """The credentials of the server process a client pipe is connected to."""
     peer = _pipe_peer(transport, client=False)
-    return local_credentials() if peer == UNKNOWN_PEER else peer
+    return (local_credentials() if peer == UNKNOWN_PEER else peer), None
 
 
 def _pipe_peer(transport: asyncio.BaseTransport, *, client: bool) -> PeerCredentials:
