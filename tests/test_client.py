@@ -208,3 +208,24 @@ async def test_forbidden_operations_fail_before_the_socket(broker: Broker, addre
         with pytest.raises(eventbus.PermissionDenied):
             await proc.list_subscriptions(all_clients=True)
         assert broker.stats().messages_in == before
+
+
+async def test_a_broker_with_larger_topic_limits_routes_long_topics_to_the_client(
+    address: str,
+) -> None:
+    """The client's routing follows the limits in Welcome, not its own defaults."""
+    deep = "events.process." + ".".join(f"level{n}" for n in range(20))  # 22 levels, > 16
+    config = BrokerConfig(
+        address=address, stats_interval=0, max_topic_levels=32, max_topic_bytes=1024
+    )
+    async with (
+        Broker(config),
+        await eventbus.connect(address, principal="agent") as agent,
+        await eventbus.connect(address, principal="procmond") as proc,
+    ):
+        exact = await agent.subscribe(deep)
+        wide = await agent.subscribe("events.process.#")
+        assert await proc.publish(deep, b"deep", confirm=True) == 1
+        assert (await exact.get(DEADLINE)).topic == deep
+        assert (await wide.get(DEADLINE)).payload == b"deep"
+        assert agent.connected
