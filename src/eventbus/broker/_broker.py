@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -14,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import DecodeError
 
 from .. import topics
-from .._backend import FrameSplitter, filter_covers, validate_filter, validate_topic
+from .._backend import FrameSplitter, validate_topic
 from ..acl import Policy, default_policy
 from ..errors import (
     ConnectionLost,
@@ -22,22 +20,22 @@ from ..errors import (
     InvalidTopic,
     PermissionDenied,
     ProtocolError,
-    QuotaExceeded,
 )
 from ..protocol import (
-    PROTOCOL_VERSION,
     code_for,
     encode_event,
     encode_frame,
-    encode_publisher,
     error_frame,
 )
 from ..transport import Connection, Server, default_address, memory_pair, serve
 from ..v1 import frames_pb2
+from ._admission import Refused, admit, read_hello, welcome_frame
 from ._budget import MemoryBudget
 from ._quotas import Quotas
+from ._requests import Requests
 from ._routing import Router
 from ._session import INBOX_PREFIX, Session
+from ._system import SystemPublisher, presence
 from .config import BrokerConfig
 
 if TYPE_CHECKING:
@@ -103,17 +101,7 @@ class Broker:
         self._next_budget_check = _BUDGET_CHECK_EVERY
         # Sessions with frames queued since the last flush (see Session.flush).
         self._dirty: list[Session] = []
-        self._identity = _ProcessIdentity(
-            pid=os.getpid(),
-            uid=_getuid(),
-            gid=_getgid(),
-            principal="$broker",
-            client_name=config.name,
-            instance_id=random.getrandbits(64) or 1,
-        )
-        self._publisher_field = encode_publisher(self._identity)
-        # The broker numbers its own events per topic, like any client.
-        self._sys_sequences: dict[str, int] = {}
+        self._system = SystemPublisher(config.name)
         self.messages_in = 0
         self.messages_out = 0
         self.messages_dropped = 0
@@ -126,12 +114,13 @@ class Broker:
             max_outbound_bytes=config.max_outbound_bytes,
             heartbeat_interval_ms=int(config.heartbeat_interval * 1000),
         )
+        requests = Requests(config, self._router, self._quotas, self._sessions)
         self._handlers: dict[str, Callable[[Session, Any], None]] = {
             "publish": self._on_publish,
-            "subscribe": self._on_subscribe,
-            "unsubscribe": self._on_unsubscribe,
-            "ping": self._on_ping,
-            "list_request": self._on_list,
+            "subscribe": requests.subscribe,
+            "unsubscribe": requests.unsubscribe,
+            "ping": requests.ping,
+            "list_request": requests.list_clients,
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -236,7 +225,7 @@ class Broker:
             bytes_in=self._closed_bytes_in + sum(s.bytes_in for s in sessions),
             bytes_out=self._closed_bytes_out + sum(s.bytes_out for s in sessions),
             queued_bytes=sum(s.queued for s in sessions),
-            clients_detail=[_client_info(s) for s in sessions],
+            clients_detail=[s.info() for s in sessions],
         )
 
     # -- connections -----------------------------------------------------------------------
@@ -282,9 +271,6 @@ class Broker:
         except FrameTooLarge as exc:
             reason = f"frame too large: {exc}"
             self._fatal(session, _E.ERROR_CODE_FRAME_TOO_LARGE, str(exc))
-        except QuotaExceeded as exc:
-            reason = f"quota exceeded: {exc}"
-            self._fatal(session, _E.ERROR_CODE_QUOTA_EXCEEDED, str(exc))
         except ProtocolError as exc:
             reason = f"protocol error: {exc}"
             self._fatal(session, _E.ERROR_CODE_PROTOCOL, str(exc))
@@ -299,95 +285,24 @@ class Broker:
 
     async def _admit(self, session: Session, splitter: FrameSplitter) -> list[bytes]:
         """Wait for Hello, check it against the policy, answer Welcome or Error."""
-        conn = session.conn
+        config = self.config
         try:
-            bodies = await asyncio.wait_for(
-                self._first_frames(conn, splitter), self.config.hello_timeout
-            )
-        except asyncio.TimeoutError:
-            self._fatal(
+            hello, pending = await read_hello(session.conn, splitter, config.hello_timeout)
+            grant = admit(
                 session,
-                _E.ERROR_CODE_HELLO_TIMEOUT,
-                f"no Hello within {self.config.hello_timeout:g} s",
+                hello,
+                self.policy,
+                self._quotas,
+                max_topic_bytes=config.max_topic_bytes,
+                max_topic_levels=config.max_topic_levels,
             )
-            raise _Close("no Hello in time") from None
-        frame = self._decode(bodies[0])
-        if frame.WhichOneof("body") != "hello":
-            message = f"the first frame must be Hello, not {frame.WhichOneof('body')}"
-            self._fatal(session, _E.ERROR_CODE_PROTOCOL, message)
-            raise _Close(message)
-        hello = frame.hello
-        if hello.protocol_version != PROTOCOL_VERSION:
-            message = (
-                f"protocol version {hello.protocol_version} is not supported "
-                f"(this broker speaks {PROTOCOL_VERSION})"
-            )
-            self._fatal(session, _E.ERROR_CODE_UNSUPPORTED_VERSION, message)
-            raise _Close(message)
-        peer = session.peer
-        if not conn.peer_alive():  # its pid may name another process by now
-            message = f"peer process {peer.pid} is gone or was replaced since it connected"
-            log.warning(
-                "refused pid=%s uid=%s as %r: %s", peer.pid, peer.uid, hello.principal, message
-            )
-            self._fatal(session, _E.ERROR_CODE_UNAUTHENTICATED, message)
-            raise _Close(f"unauthenticated: {message}")
-        try:
-            grant = self.policy.authenticate(
-                hello.principal,
-                peer,
-                max_bytes=self.config.max_topic_bytes,
-                max_levels=self.config.max_topic_levels,
-            )
-        except PermissionDenied as exc:
-            log.warning(
-                "refused pid=%s uid=%s exe=%s as %r: %s",
-                peer.pid,
-                peer.uid,
-                peer.exe,
-                hello.principal,
-                exc,
-            )
-            self._fatal(session, _E.ERROR_CODE_UNAUTHENTICATED, str(exc))
-            raise _Close(f"unauthenticated: {exc}") from None
-        self._quotas.admit(session)  # raises QuotaExceeded: refused with the reason
-        session.authenticate(grant, hello.client_name, hello.instance_id)
-        log.info(
-            "connection %d: pid=%s uid=%s gid=%s exe=%s admitted as %r (%s)",
-            session.connection_id,
-            peer.pid,
-            peer.uid,
-            peer.gid,
-            peer.exe,
-            grant.principal,
-            hello.client_name or "unnamed",
-        )
-        welcome = frames_pb2.Welcome(
-            protocol_version=PROTOCOL_VERSION,
-            connection_id=session.connection_id,
-            identity=session.identity,
-            rights=frames_pb2.Rights(
-                publish=grant.publish,
-                subscribe=grant.subscribe,
-                admin=grant.admin,
-                rule_set=grant.rule_set,
-            ),
-            limits=self._limits,
-            broker_name=self.config.name,
-        )
-        session.send(encode_frame(_Frame(welcome=welcome)))
+        except Refused as refused:
+            if refused.code:
+                self._fatal(session, refused.code, refused.message)
+            raise _Close(refused.message) from None
+        session.send(welcome_frame(session, grant, self._limits, config.name))
         session.flush()
-        return bodies[1:]
-
-    @staticmethod
-    async def _first_frames(conn: Connection, splitter: FrameSplitter) -> list[bytes]:
-        while True:
-            data = await conn.read()
-            if not data:
-                raise _Close("closed before Hello")
-            bodies = splitter.feed(data)
-            if bodies:
-                return bodies
+        return pending
 
     def _forget(self, session: Session, reason: str) -> None:
         """Drop a connection's subscriptions and say so in ``$SYS``; once per connection."""
@@ -433,8 +348,8 @@ class Broker:
             handler(session, getattr(frame, kind))
         elif kind is None:
             # Parsed, but no frame kind this broker knows (e.g. from a newer client).
-            self._error(
-                session, 0, _E.ERROR_CODE_PROTOCOL, "frame has no body this broker knows; ignored"
+            session.send_error(
+                0, _E.ERROR_CODE_PROTOCOL, "frame has no body this broker knows; ignored"
             )
         elif kind == "goodbye":
             raise _Close("goodbye" + (f": {frame.goodbye.reason}" if frame.goodbye.reason else ""))
@@ -475,15 +390,15 @@ class Broker:
             stream = (session.instance_id, topic) if sequence and session.instance_id else None
             delivered, dropped = self._router.fan_out(topic, data, reply_to, stream)
         except (InvalidTopic, PermissionDenied) as exc:
-            self._error(session, request_id, code_for(exc), str(exc))
+            session.send_error(request_id, code_for(exc), str(exc))
             return
         self.messages_in += 1
         self.messages_out += delivered
         self.messages_dropped += dropped
         if request_id:
             if reply_to and not delivered and not dropped:
-                self._error(
-                    session, request_id, _E.ERROR_CODE_NO_RESPONDERS, f"no subscriber for {topic!r}"
+                session.send_error(
+                    request_id, _E.ERROR_CODE_NO_RESPONDERS, f"no subscriber for {topic!r}"
                 )
             else:
                 ack = frames_pb2.PubAck(request_id=request_id, delivered=delivered, dropped=dropped)
@@ -500,82 +415,6 @@ class Broker:
                 f"reply_to {reply_to!r} is not inside this connection's own inbox "
                 f"{session.inbox + '#'!r}"
             )
-
-    def _on_subscribe(self, session: Session, subscribe: frames_pb2.Subscribe) -> None:
-        request_id = subscribe.request_id
-        topic_filter = subscribe.filter
-        grant = session.grant
-        assert grant is not None
-        try:
-            validate_filter(
-                topic_filter,
-                max_bytes=self.config.max_topic_bytes,
-                max_levels=self.config.max_topic_levels,
-            )
-            if topic_filter.startswith(INBOX_PREFIX):
-                own = f"{session.inbox}#"
-                if not filter_covers(own, topic_filter):
-                    raise PermissionDenied(
-                        f"{topic_filter!r} is not inside this connection's own inbox {own!r}"
-                    )
-            else:
-                grant.check_subscribe(topic_filter)
-        except (InvalidTopic, PermissionDenied) as exc:
-            self._error(session, request_id, code_for(exc), str(exc))
-            return
-        if request_id in session.subscriptions:
-            self._error(
-                session,
-                request_id,
-                _E.ERROR_CODE_PROTOCOL,
-                f"subscription id {request_id} is already in use",
-            )
-            return
-        try:
-            self._quotas.subscribe(session)
-        except QuotaExceeded as exc:
-            self._error(session, request_id, _E.ERROR_CODE_QUOTA_EXCEEDED, str(exc))
-            return
-        # The request id names the subscription: unique per connection, known to both sides.
-        self._router.subscribe(session, request_id, topic_filter, subscribe.group)
-        ack = frames_pb2.SubAck(request_id=request_id, subscription_id=request_id)
-        session.send(encode_frame(_Frame(sub_ack=ack)))
-
-    def _on_unsubscribe(self, session: Session, unsubscribe: frames_pb2.Unsubscribe) -> None:
-        if self._router.unsubscribe(session, unsubscribe.subscription_id):
-            self._quotas.unsubscribe(session)
-            ack = frames_pb2.UnsubAck(request_id=unsubscribe.request_id)
-            session.send(encode_frame(_Frame(unsub_ack=ack)))
-        else:
-            self._error(
-                session,
-                unsubscribe.request_id,
-                _E.ERROR_CODE_NOT_FOUND,
-                f"no subscription {unsubscribe.subscription_id} on this connection",
-            )
-
-    def _on_ping(self, session: Session, ping: frames_pb2.Ping) -> None:
-        session.send(encode_frame(_Frame(pong=frames_pb2.Pong(nonce=ping.nonce))))
-
-    def _on_list(self, session: Session, request: frames_pb2.ListRequest) -> None:
-        grant = session.grant
-        assert grant is not None
-        if request.all_clients:
-            try:
-                grant.check_admin("list all clients")
-            except PermissionDenied as exc:
-                self._error(session, request.request_id, code_for(exc), str(exc))
-                return
-            sessions = list(self._sessions.values())
-        else:
-            sessions = [session]
-        reply = frames_pb2.ListReply(
-            request_id=request.request_id, clients=[_client_info(s) for s in sessions]
-        )
-        session.send(encode_frame(_Frame(list_reply=reply)))
-
-    def _error(self, session: Session, request_id: int, code: int, message: str) -> None:
-        session.send(encode_frame(error_frame(code, message, request_id)))  # type: ignore[arg-type]
 
     def _fatal(self, session: Session, code: int, message: str) -> None:
         """The connection's last words: an Error frame past any limit, then it closes."""
@@ -637,22 +476,11 @@ class Broker:
     ) -> None:
         if self._stopping and topic == topics.SYS_CLIENT_DISCONNECTED:
             return
-        presence = frames_pb2.ClientPresence(
-            identity=session.identity,
-            reason=reason,
-            subscriptions=subscriptions or (),
-            dropped=session.dropped_total,
-        )
-        self.publish_system(topic, presence.SerializeToString())
+        self.publish_system(topic, presence(session, reason, subscriptions))
 
     def publish_system(self, topic: str, payload: bytes) -> int:
         """Publish a broker event (``$SYS...``) with the broker as publisher."""
-        sequence = self._sys_sequences.get(topic, 0) + 1
-        self._sys_sequences[topic] = sequence
-        data = encode_event(
-            topic, payload, time.time_ns(), self._publisher_field, sequence=sequence
-        )
-        stream = (self._identity.instance_id, topic)
+        data, stream = self._system.encode(topic, payload)
         delivered, dropped = self._router.fan_out(topic, data, "", stream)
         self.messages_out += delivered
         self.messages_dropped += dropped
@@ -697,26 +525,3 @@ class Broker:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _client_info(session: Session) -> frames_pb2.ClientInfo:
-    return frames_pb2.ClientInfo(
-        identity=session.identity,
-        subscriptions=[
-            frames_pb2.SubscriptionInfo(subscription_id=i, filter=f, group=g)
-            for i, (f, g) in session.subscriptions.items()
-        ],
-        messages_in=session.messages_in,
-        messages_out=session.messages_out,
-        dropped=session.dropped_total,
-        queued_bytes=session.queued,
-        connected_at_ns=session.connected_at_ns,
-    )
-
-
-def _getuid() -> int:
-    return os.getuid() if hasattr(os, "getuid") else 0
-
-
-def _getgid() -> int:
-    return os.getgid() if hasattr(os, "getgid") else 0

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from ..acl import Grant
-from ..protocol import encode_frame, encode_publisher
+from ..protocol import encode_frame, encode_publisher, error_frame
 from ..transport import Connection, PeerCredentials
 from ..v1 import frames_pb2
 
@@ -167,6 +167,10 @@ class Session:
             return
         self._queue(data)
 
+    def send_error(self, request_id: int, code: int, message: str) -> None:
+        """Answer a request (``request_id`` > 0) with an Error; the connection stays."""
+        self.send(encode_frame(error_frame(code, message, request_id)))  # type: ignore[arg-type]
+
     def send_last(self, data: bytes) -> None:
         """Queue the last frame the connection gets (an Error before closing), whatever
         the limit: it is small and nothing follows it."""
@@ -259,6 +263,21 @@ class Session:
         if self.dropped_pending and not self.closed:
             self._queue(self._dropped_report())
             self.flush()
+
+    def info(self) -> frames_pb2.ClientInfo:
+        """This connection as ``ListReply`` and ``$SYS`` stats describe it."""
+        return frames_pb2.ClientInfo(
+            identity=self.identity,
+            subscriptions=[
+                frames_pb2.SubscriptionInfo(subscription_id=i, filter=f, group=g)
+                for i, (f, g) in self.subscriptions.items()
+            ],
+            messages_in=self.messages_in,
+            messages_out=self.messages_out,
+            dropped=self.dropped_total,
+            queued_bytes=self.queued,
+            connected_at_ns=self.connected_at_ns,
+        )
 
     def close(self) -> None:
         self.closed = True
