@@ -16,16 +16,12 @@ import itertools
 import logging
 import os
 import random
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
 
-from .._backend import TopicTrie, validate_filter, validate_topic
-from .._grammar import DEFAULT_MAX_BYTES as DEFAULT_MAX_TOPIC_BYTES
-from .._grammar import DEFAULT_MAX_LEVELS as DEFAULT_MAX_TOPIC_LEVELS
+from .._backend import validate_filter, validate_topic
 from ..acl import Grant
 from ..errors import ConnectionLost, EventBusError, ProtocolError, Timeout
 from ..protocol import (
@@ -40,6 +36,8 @@ from ..transport import connect as transport_connect
 from ..v1 import frames_pb2
 from ._envelope import Envelope
 from ._link import INBOX_PREFIX, Link, Opener
+from ._reconnect import NO_RECONNECT, Backlog, Reconnect
+from ._routes import Routes
 from ._sequences import GapTracker, LostCallback, PublishSequences
 from ._subscription import Ended, Subscription
 
@@ -49,26 +47,6 @@ log = logging.getLogger("eventbus.client")
 
 _Frame = frames_pb2.Frame
 _DEFAULT_MAX_PENDING = 10_000
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    """How a client gets its connection back: exponential backoff with jitter, bounded.
-
-    While disconnected, unconfirmed publishes are kept (up to ``buffer_bytes``) and sent in
-    order once the connection is back; what does not fit is counted in ``Client.unsent``
-    and logged, never dropped silently. Subscriptions are registered again.
-    """
-
-    enabled: bool = True
-    initial_delay: float = 0.05
-    max_delay: float = 5.0
-    #: Attempts in a row before giving up; ``None`` keeps trying until ``close()``.
-    max_attempts: int | None = None
-    buffer_bytes: int = 8 << 20
-
-
-NO_RECONNECT = Reconnect(enabled=False)
 
 
 class Client:
@@ -101,21 +79,16 @@ class Client:
         self.dropped = 0
         self._sequences = PublishSequences()
         self._gaps = GapTracker(on_lost)
-        #: Publishes not sent because the reconnect buffer was full.
-        self.unsent = 0
         #: Times the connection was re-established.
         self.reconnects = 0
         self.on_dropped = on_dropped
-        self._subs: dict[int, Subscription] = {}
         self._link = link
-        # Routed with the broker's topic limits, which may be larger than the defaults.
-        self._routes = _routing_trie(link.limits)
+        self._routes = Routes(link.limits)
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._replies: dict[str, asyncio.Future[Envelope]] = {}
         self._inbox_id = 0
         self._ids = itertools.count(1)
-        self._backlog: deque[bytes] = deque()
-        self._backlog_bytes = 0
+        self._backlog = Backlog(reconnect.buffer_bytes)
         self._closed: BaseException | None = None
         self._closing = False
         self._connected = asyncio.Event()
@@ -158,13 +131,8 @@ class Client:
 
     def _attach(self, link: Link) -> None:
         """Make ``link`` the current connection and start reading it."""
-        old_limits = self._link.limits
         self._link = link
-        if (link.limits.max_topic_bytes, link.limits.max_topic_levels) != (
-            old_limits.max_topic_bytes,
-            old_limits.max_topic_levels,
-        ):
-            self._reroute()
+        self._routes.follow(link.limits)
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read_loop(link))
         interval = link.limits.heartbeat_interval_ms / 1000
@@ -173,13 +141,6 @@ class Client:
         self._keepalive = (
             loop.create_task(self._ping_loop(link.conn, interval)) if interval > 0 else None
         )
-
-    def _reroute(self) -> None:
-        """A broker with other topic limits: the same subscriptions in a trie of its limits."""
-        routes = _routing_trie(self._link.limits)
-        for sub in self._subs.values():
-            routes.add(sub.filter, sub)
-        self._routes = routes
 
     # -- what the current connection's Welcome said ----------------------------------------
 
@@ -208,6 +169,11 @@ class Client:
     @property
     def principal(self) -> str:
         return self._link.grant.principal
+
+    @property
+    def unsent(self) -> int:
+        """Publishes never sent: the reconnect buffer was full, or the client closed first."""
+        return self._backlog.unsent
 
     @property
     def lost(self) -> int:
@@ -273,7 +239,7 @@ class Client:
             ack: frames_pb2.PubAck = await self._request(request_id, data)
             return ack.delivered
         if not self._connected.is_set():
-            self._keep_for_later(data, topic)
+            self._backlog.keep(data, topic)
             return None
         conn = self._link.conn
         conn.write(data)
@@ -297,8 +263,7 @@ class Client:
         sub_id = next(self._ids)
         sub = Subscription(self, sub_id, topic_filter, group or "", max_pending or self.max_pending)
         # Routed locally before the SubAck, so no event that follows the ack is missed.
-        self._subs[sub_id] = sub
-        self._routes.add(topic_filter, sub)
+        self._routes.add(sub)
         try:
             await self._request(sub_id, _subscribe_frame(sub_id, topic_filter, group or ""))
         except BaseException:
@@ -442,14 +407,9 @@ class Client:
         await self._request(request_id, encode_frame(frame))
 
     def _drop_route(self, sub: Subscription) -> None:
-        if self._subs.pop(sub.id, None) is not None:
-            self._routes.discard(sub.filter, sub)
+        if self._routes.remove(sub):
             # What a subscription no longer receives cannot go missing meanwhile.
-            self._gaps.forget(self._receives)
-
-    def _receives(self, topic: str) -> bool:
-        """Whether a plain subscription (one that gets every event) matches ``topic``."""
-        return any(not sub.group for sub in self._routes.match(topic))  # type: ignore[attr-defined]
+            self._gaps.forget(self._routes.receives)
 
     async def _ensure_inbox(self) -> None:
         if not self._inbox_id:
@@ -526,16 +486,7 @@ class Client:
                 if reply is not None and not reply.done():
                     reply.set_result(envelope)
                 return None
-            full: list[Subscription] | None = None
-            numbered = False
-            for sub in self._routes.match(topic):
-                assert isinstance(sub, Subscription)
-                # Group members get their turns only: their sequences have gaps by design.
-                numbered = numbered or not sub.group
-                if sub._full():
-                    full = [sub] if full is None else [*full, sub]
-                else:
-                    sub._push(envelope)
+            full, numbered = self._routes.deliver(envelope, topic)
             if numbered:
                 publisher = frame.event.publisher
                 if publisher.sequence and publisher.instance_id:
@@ -602,20 +553,9 @@ class Client:
 
     async def _reconnect(self, cause: BaseException) -> None:
         policy = self.reconnect
-        delay = policy.initial_delay
-        attempt = 0
         try:
-            while True:
-                attempt += 1
-                if policy.max_attempts is not None and attempt > policy.max_attempts:
-                    self._shutdown(
-                        ConnectionLost(
-                            f"gave up after {policy.max_attempts} reconnection attempts: {cause}"
-                        )
-                    )
-                    return
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, policy.max_delay)
+            for attempt, delay in enumerate(policy.delays(), 1):
+                await asyncio.sleep(delay)
                 try:
                     link = await Link.open(
                         self._opener,
@@ -635,6 +575,11 @@ class Client:
                 self.reconnects += 1
                 await self._restore()
                 return
+            self._shutdown(
+                ConnectionLost(
+                    f"gave up after {policy.max_attempts} reconnection attempts: {cause}"
+                )
+            )
         except asyncio.CancelledError:
             raise
         except EventBusError as exc:
@@ -646,7 +591,7 @@ class Client:
 
     async def _restore(self) -> None:
         """Register the subscriptions again, then send what was published meanwhile."""
-        subs = list(self._subs.values())
+        subs = list(self._routes)
         requests = [
             self._request(sub.id, _subscribe_frame(sub.id, sub.filter, sub.group), now=True)
             for sub in subs
@@ -661,24 +606,10 @@ class Client:
                 self._drop_route(sub)
                 sub._finish(result)
         conn = self._link.conn
-        while self._backlog:
-            conn.write(self._backlog.popleft())
-        self._backlog_bytes = 0
+        for data in self._backlog.take():
+            conn.write(data)
         self._connected.set()
         log.info("reconnected to the broker as connection %d", self.connection_id)
-
-    def _keep_for_later(self, data: bytes, topic: str) -> None:
-        if self._backlog_bytes + len(data) > self.reconnect.buffer_bytes:
-            self.unsent += 1
-            log.warning(
-                "reconnect buffer full (%d bytes): publish to %r not sent (%d unsent in all)",
-                self._backlog_bytes,
-                topic,
-                self.unsent,
-            )
-            return
-        self._backlog.append(data)
-        self._backlog_bytes += len(data)
 
     def _fail_requests(self, error: BaseException) -> None:
         for future in self._requests.values():
@@ -698,13 +629,9 @@ class Client:
         if self._reconnecting is not None and self._reconnecting is not asyncio.current_task():
             self._reconnecting.cancel()
         self._fail_requests(error or ConnectionLost("client is closed"))
-        for sub in list(self._subs.values()):
+        for sub in self._routes.clear():
             sub._finish(error)
-        self._subs.clear()
-        if self._backlog:
-            self.unsent += len(self._backlog)
-            log.warning("%d buffered publish(es) never sent: the client closed", len(self._backlog))
-            self._backlog.clear()
+        self._backlog.abandon()
         if error is not None:
             self._link.conn.abort()
         else:
@@ -752,11 +679,4 @@ async def connect(
         on_dropped=on_dropped,
         on_lost=on_lost,
         reconnect=policy,
-    )
-
-
-def _routing_trie(limits: frames_pb2.Limits) -> TopicTrie:
-    return TopicTrie(
-        max_bytes=limits.max_topic_bytes or DEFAULT_MAX_TOPIC_BYTES,
-        max_levels=limits.max_topic_levels or DEFAULT_MAX_TOPIC_LEVELS,
     )

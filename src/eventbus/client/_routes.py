@@ -1,0 +1,84 @@
+"""Local routing: which of a client's subscriptions an event delivered to it belongs to.
+
+The broker writes each event to a connection once; the client hands it to every one of its
+subscriptions whose filter matches, through the same trie the broker uses, built with the
+topic limits the broker announced (which may be larger than the defaults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .._backend import TopicTrie
+from .._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS
+from ..v1 import frames_pb2
+from ._envelope import Envelope
+from ._subscription import Subscription
+
+__all__ = ["Routes"]
+
+
+class Routes:
+    """A client's subscriptions by id and by filter."""
+
+    __slots__ = ("_by_id", "_limits", "_trie")
+
+    def __init__(self, limits: frames_pb2.Limits) -> None:
+        self._by_id: dict[int, Subscription] = {}
+        self._limits = (0, 0)
+        self._trie = TopicTrie()
+        self.follow(limits)
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return iter(list(self._by_id.values()))
+
+    def follow(self, limits: frames_pb2.Limits) -> None:
+        """Route with a (re)connected broker's topic limits."""
+        wanted = (
+            limits.max_topic_bytes or DEFAULT_MAX_BYTES,
+            limits.max_topic_levels or DEFAULT_MAX_LEVELS,
+        )
+        if wanted != self._limits:
+            self._limits = wanted
+            self._trie = TopicTrie(max_bytes=wanted[0], max_levels=wanted[1])
+            for sub in self._by_id.values():
+                self._trie.add(sub.filter, sub)
+
+    def add(self, sub: Subscription) -> None:
+        self._by_id[sub.id] = sub
+        self._trie.add(sub.filter, sub)
+
+    def remove(self, sub: Subscription) -> bool:
+        """Forget ``sub``; False when it was not routed."""
+        if self._by_id.pop(sub.id, None) is None:
+            return False
+        self._trie.discard(sub.filter, sub)
+        return True
+
+    def clear(self) -> list[Subscription]:
+        subs = list(self._by_id.values())
+        self._by_id.clear()
+        self._trie = TopicTrie(max_bytes=self._limits[0], max_levels=self._limits[1])
+        return subs
+
+    def receives(self, topic: str) -> bool:
+        """Whether a plain subscription (one that gets every event) matches ``topic``."""
+        return any(not sub.group for sub in self._trie.match(topic))  # type: ignore[attr-defined]
+
+    def deliver(self, envelope: Envelope, topic: str) -> tuple[list[Subscription] | None, bool]:
+        """Queue ``envelope`` on each matching subscription with room for it.
+
+        Returns the subscriptions too full to take it (None: none), and whether a plain
+        subscription matched — group members get only their turns, so only then is the
+        event's sequence worth checking for a gap.
+        """
+        full: list[Subscription] | None = None
+        numbered = False
+        for sub in self._trie.match(topic):
+            assert isinstance(sub, Subscription)
+            numbered = numbered or not sub.group
+            if sub._full():
+                full = [sub] if full is None else [*full, sub]
+            else:
+                sub._push(envelope)
+        return full, numbered
