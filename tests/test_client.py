@@ -229,3 +229,50 @@ async def test_a_broker_with_larger_topic_limits_routes_long_topics_to_the_clien
         assert (await exact.get(DEADLINE)).topic == deep
         assert (await wide.get(DEADLINE)).payload == b"deep"
         assert agent.connected
+
+
+async def test_publishes_are_coalesced_in_order_and_flush_waits_for_them(address: str) -> None:
+    async with (
+        Broker(config(address)),
+        await eventbus.connect(address, principal="agent") as agent,
+        await eventbus.connect(address, principal="procmond") as proc,
+    ):
+        sub = await agent.subscribe("events.process.#")
+        count = 2000
+        await proc.publish_many(
+            ("events.process.batch", n.to_bytes(2, "big") * 100) for n in range(count)
+        )
+        await proc.flush()
+        assert proc._link.conn.write_buffer_size() == 0
+        got = [int.from_bytes((await sub.get(DEADLINE)).payload[:2], "big") for _ in range(count)]
+        assert got == list(range(count))
+
+
+async def test_many_confirmed_publishes_in_flight_at_once(address: str) -> None:
+    async with (
+        Broker(config(address)),
+        await eventbus.connect(address, principal="agent") as agent,
+        await eventbus.connect(address, principal="procmond") as proc,
+    ):
+        sub = await agent.subscribe("events.process.#")
+        acks = await asyncio.gather(
+            *(proc.publish("events.process.tree", bytes([n]), confirm=True) for n in range(64))
+        )
+        assert acks == [1] * 64
+        got = [(await sub.get(DEADLINE)).payload[0] for _ in range(64)]
+        assert sorted(got) == list(range(64))
+
+
+async def test_a_refused_event_in_a_batch_stops_it_there(address: str) -> None:
+    async with (
+        Broker(config(address)),
+        await eventbus.connect(address, principal="agent") as agent,
+        await eventbus.connect(address, principal="procmond") as proc,
+    ):
+        sub = await agent.subscribe("events.process.#")
+        batch = [("events.process.tree", b"1"), ("control.collector.config", b"x")]
+        with pytest.raises(eventbus.PermissionDenied):
+            await proc.publish_many(batch + [("events.process.tree", b"3")])
+        assert (await sub.get(DEADLINE)).payload == b"1"
+        await proc.ping()
+        assert sub.pending == 0

@@ -16,7 +16,7 @@ import itertools
 import logging
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from google.protobuf.message import Message
@@ -31,8 +31,8 @@ from ..protocol import (
     encode_publish,
     exception_for,
 )
-from ..transport import Connection, default_address
 from ..transport import connect as transport_connect
+from ..transport import default_address
 from ..v1 import frames_pb2
 from ._envelope import Envelope
 from ._link import INBOX_PREFIX, Link, Opener
@@ -139,7 +139,7 @@ class Client:
         if self._keepalive is not None:
             self._keepalive.cancel()
         self._keepalive = (
-            loop.create_task(self._ping_loop(link.conn, interval)) if interval > 0 else None
+            loop.create_task(self._ping_loop(link, interval)) if interval > 0 else None
         )
 
     # -- what the current connection's Welcome said ----------------------------------------
@@ -241,10 +241,28 @@ class Client:
         if not self._connected.is_set():
             self._backlog.keep(data, topic)
             return None
-        conn = self._link.conn
-        conn.write(data)
-        await conn.drain()
+        link = self._link
+        link.send(data)  # written with whatever else this loop turn sends
+        await link.drain()
         return None
+
+    async def publish_many(self, events: Iterable[tuple[str, bytes | bytearray | Message]]) -> int:
+        """Publish ``(topic, payload)`` pairs, in order, unconfirmed; returns how many.
+
+        Each is checked like :meth:`publish`; the first refused one raises, and the ones
+        before it are sent.
+        """
+        count = 0
+        for topic, payload in events:
+            await self.publish(topic, payload)
+            count += 1
+        return count
+
+    async def flush(self) -> None:
+        """Wait until everything published so far has been handed to the socket."""
+        self._check_open()
+        if self._connected.is_set():
+            await self._link.flush()
 
     async def subscribe(
         self, topic_filter: str, *, group: str | None = None, max_pending: int | None = None
@@ -343,7 +361,8 @@ class Client:
                 self._reconnecting.cancel()
             if self._connected.is_set():
                 goodbye = _Frame(goodbye=frames_pb2.Goodbye(reason="client closed"))
-                self._link.conn.write(encode_frame(goodbye))
+                self._link.send(encode_frame(goodbye))
+            self._link.write_out()
             self._link.conn.close()
         # A broker that does not read cannot make close() wait for ever: after the timeout
         # what is still queued is abandoned.
@@ -390,7 +409,7 @@ class Client:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
         try:
-            self._link.conn.write(data)
+            self._link.send(data)
             return await future
         finally:
             self._requests.pop(request_id, None)
@@ -425,11 +444,11 @@ class Client:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _ping_loop(self, conn: Connection, interval: float) -> None:
+    async def _ping_loop(self, link: Link, interval: float) -> None:
         ping = encode_frame(_Frame(ping=frames_pb2.Ping(nonce=0)))
         while True:
             await asyncio.sleep(interval)
-            conn.write(ping)
+            link.send(ping)
 
     async def _read_loop(self, link: Link) -> None:
         error: BaseException | None = None
@@ -547,6 +566,7 @@ class Client:
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
+        self._link.discard()  # unsent frames: subscribers see the gap they leave
         self._link.conn.abort()
         self._fail_requests(error)
         self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect(error))
@@ -605,9 +625,9 @@ class Client:
             if isinstance(result, BaseException):  # e.g. the policy no longer allows it
                 self._drop_route(sub)
                 sub._finish(result)
-        conn = self._link.conn
+        link = self._link
         for data in self._backlog.take():
-            conn.write(data)
+            link.send(data)
         self._connected.set()
         log.info("reconnected to the broker as connection %d", self.connection_id)
 
@@ -633,8 +653,10 @@ class Client:
             sub._finish(error)
         self._backlog.abandon()
         if error is not None:
+            self._link.discard()
             self._link.conn.abort()
         else:
+            self._link.write_out()
             self._link.conn.close()
 
 

@@ -12,7 +12,7 @@ import sys
 
 from ._address import default_address
 from ._memory import memory_pair as _memory_pair
-from ._stream import DEFAULT_READ_LIMIT, Connection, PeerCredentials, Server
+from ._stream import DEFAULT_HIGH_WATER, DEFAULT_READ_LIMIT, Connection, PeerCredentials, Server
 
 if sys.platform == "win32":
     from ._windows import connect, local_credentials, serve
@@ -20,6 +20,7 @@ else:
     from ._unix import connect, local_credentials, serve
 
 __all__ = [
+    "DEFAULT_HIGH_WATER",
     "DEFAULT_READ_LIMIT",
     "Connection",
     "PeerCredentials",
