@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -63,3 +66,13 @@ def both_cores() -> list[SimpleNamespace]:
     if _CY is None and EXPECT == "cython":
         pytest.fail("the compiled core was expected but eventbus._fast is not importable")
     return [_PY] if _CY is None else [_PY, _CY]
+
+
+@pytest.fixture
+def address() -> Iterator[str]:
+    """A socket path in a fresh private directory, removed with everything in it."""
+    directory = tempfile.mkdtemp(prefix="eb-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    try:
+        yield os.path.join(directory, "bus", "eventbus.sock")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -19,12 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from _streams import Accepted, read_line
+from _wait import until
 
 import eventbus
 from eventbus import Broker, BrokerConfig
@@ -300,23 +301,6 @@ async def test_a_memory_pair_peer_is_always_alive() -> None:
 
 
 # -- no fd outlives its connection --------------------------------------------------------
-
-
-@pytest.fixture
-async def address() -> AsyncIterator[str]:
-    directory = tempfile.mkdtemp(prefix="eb-id-", dir="/tmp")
-    try:
-        yield os.path.join(directory, "bus", "eventbus.sock")
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {DEADLINE:g} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def raw_session(address: str, hello: bool) -> None:

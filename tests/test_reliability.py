@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import struct
-import tempfile
-from collections.abc import AsyncIterator
 
 import pytest
+from _wait import until
 
 import eventbus
 from eventbus import Broker, BrokerConfig, topics
@@ -24,15 +22,6 @@ from eventbus.v1 import frames_pb2
 Frame = frames_pb2.Frame
 E = frames_pb2.ErrorCode
 DEADLINE = 10.0  # a failure guard, never a wait that success depends on
-
-
-@pytest.fixture
-async def address() -> AsyncIterator[str]:
-    directory = tempfile.mkdtemp(prefix="eb-", dir="/tmp")
-    try:
-        yield os.path.join(directory, "bus", "eventbus.sock")
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def hello(principal: str, instance_id: int = 0) -> bytes:
@@ -76,16 +65,6 @@ class Raw:
         self.writer.close()
 
 
-async def eventually(condition: object, what: str) -> None:
-    """Poll ``condition()`` until true; fails only a test that would otherwise hang."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while not condition():  # type: ignore[operator]
-        if loop.time() > deadline:
-            pytest.fail(f"{what} did not happen within {DEADLINE:g} s")
-        await asyncio.sleep(0.01)
-
-
 # -- answers are bounded ------------------------------------------------------------------
 
 
@@ -116,7 +95,7 @@ async def test_a_peer_that_asks_and_never_reads_is_disconnected_as_a_slow_consum
         assert presence.reason.startswith("slow consumer: unread answers"), presence.reason
         # What the broker held for it stayed within the limit, and is gone with it.
         assert broker.stats().queued_bytes <= limit
-        await eventually(lambda: broker.clients == 1, "the cut-off")
+        await until(lambda: broker.clients == 1, "the cut-off")
         raw.close()
         await agent.ping()  # and everyone else is served on
 
@@ -153,7 +132,7 @@ async def test_a_frame_of_length_zero_is_a_protocol_error_and_closes(address: st
         assert "length 0" in error.error.message
         assert await raw.kinds_until_closed() == []
         raw.close()
-        await eventually(lambda: broker.clients == 0, "the close")
+        await until(lambda: broker.clients == 0, "the close")
 
 
 async def test_an_inbox_denial_names_the_rule_set(address: str) -> None:
@@ -176,7 +155,7 @@ async def test_a_uid_over_its_connection_quota_is_refused_with_the_reason(addres
         with pytest.raises(eventbus.QuotaExceeded, match=r"max_connections_per_uid = 2"):
             await eventbus.connect(address, principal="netmond", reconnect=False)
         await second.close()
-        await eventually(lambda: broker.clients == 1, "the close")
+        await until(lambda: broker.clients == 1, "the close")
         # A connection given back is a connection to be had again.
         third = await eventbus.connect(address, principal="netmond", reconnect=False)
         await third.close()
@@ -416,7 +395,7 @@ async def test_close_returns_when_the_broker_stops_reading(address: str) -> None
     try:
         client = await eventbus.connect(address, principal="agent", timeout=0.5, reconnect=False)
         flood = asyncio.create_task(client.publish("events.process.batch", b"f" * (4 << 20)))
-        await eventually(lambda: client._link.conn.write_buffer_size() > 0, "the write backlog")
+        await until(lambda: client._link.conn.write_buffer_size() > 0, "the write backlog")
         await asyncio.wait_for(client.close(), DEADLINE)
         flood.cancel()
         with contextlib.suppress(asyncio.CancelledError, eventbus.EventBusError):
