@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 
 from ._address import default_address
+from ._connection import DEFAULT_HIGH_WATER, DEFAULT_READ_LIMIT, Connection, PeerCredentials
 from ._memory import memory_pair as _memory_pair
-from ._stream import DEFAULT_HIGH_WATER, DEFAULT_READ_LIMIT, Connection, PeerCredentials, Server
+from ._server import Server
 
 if sys.platform == "win32":
     from ._windows import connect, local_credentials, serve

@@ -12,7 +12,7 @@ import collections
 from collections.abc import Iterable
 
 from ..errors import ConnectionLost
-from ._stream import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, Connection, PeerCredentials
+from ._connection import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, Connection, PeerCredentials
 
 __all__ = ["MemoryConnection", "memory_pair"]
 

@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 
-from ._stream import PeerCredentials, PeerProcess
+from ._connection import PeerCredentials, PeerProcess
 
 __all__ = [
     "SO_PEERPIDFD",

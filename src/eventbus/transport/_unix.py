@@ -16,16 +16,15 @@ import struct
 import sys
 
 from ..errors import AddressInUse, ConnectionLost, InvalidAddress
-from ._stream import (
+from ._connection import (
     DEFAULT_READ_LIMIT,
     UNKNOWN_PEER,
     Connection,
-    Handler,
     PeerCredentials,
     PeerProcess,
-    Server,
-    StreamConnection,
 )
+from ._server import Handler, Server
+from ._stream import StreamConnection
 
 __all__ = ["UnixServer", "connect", "local_credentials", "serve"]
 

@@ -14,15 +14,14 @@ import sys
 from typing import Any, cast
 
 from ..errors import AddressInUse, ConnectionLost, EventBusError, InvalidAddress
-from ._stream import (
+from ._connection import (
     DEFAULT_READ_LIMIT,
     UNKNOWN_PEER,
     Connection,
-    Handler,
     PeerCredentials,
-    Server,
-    StreamConnection,
 )
+from ._server import Handler, Server
+from ._stream import StreamConnection
 
 __all__ = ["PipeServer", "connect", "local_credentials", "serve"]
 
