@@ -16,6 +16,7 @@ __all__ = [
     "PeerCredentials",
     "PeerLookup",
     "PeerProcess",
+    "Receiver",
 ]
 
 #: Unread received bytes above which a connection stops reading from the OS.
@@ -82,6 +83,20 @@ class PeerProcess(abc.ABC):
 PeerLookup = Callable[[asyncio.BaseTransport], tuple[PeerCredentials, PeerProcess | None]]
 
 
+class Receiver(abc.ABC):
+    """Takes a connection's bytes as they arrive (see `Connection.start_receiving`)."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def data(self, chunk: bytes) -> None:
+        """Bytes received, in order; called from the event loop, never re-entrantly."""
+
+    @abc.abstractmethod
+    def end(self, error: BaseException | None) -> None:
+        """The stream ended (None: end of stream; else why it broke). Called once."""
+
+
 class Connection(abc.ABC):
     """A connected, bidirectional byte stream with the OS-verified identity of its peer.
 
@@ -105,6 +120,15 @@ class Connection(abc.ABC):
         (the peer closed, or this side was closed). Raises `ConnectionLost` when the
         connection was reset or broke, once the bytes received before that are consumed.
         Only one coroutine may wait in ``read()`` at a time.
+        """
+
+    @abc.abstractmethod
+    def start_receiving(self, receiver: Receiver) -> None:
+        """Hand every received chunk to ``receiver`` as it arrives, from now on.
+
+        The bytes already received and not read come first (before this returns), and the
+        end of the stream last. `read` is not to be used afterwards; `pause_reading` holds
+        the chunks back until `resume_reading`.
         """
 
     @abc.abstractmethod

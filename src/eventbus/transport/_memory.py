@@ -12,7 +12,13 @@ import collections
 from collections.abc import Iterable
 
 from ..errors import ConnectionLost
-from ._connection import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, Connection, PeerCredentials
+from ._connection import (
+    DEFAULT_HIGH_WATER,
+    DEFAULT_LOW_WATER,
+    Connection,
+    PeerCredentials,
+    Receiver,
+)
 
 __all__ = ["MemoryConnection", "memory_pair"]
 
@@ -25,12 +31,14 @@ class MemoryConnection(Connection):
         "_chunks",
         "_closed",
         "_closed_event",
+        "_delivery",
         "_drain_waiters",
         "_eof",
         "_high",
         "_low",
         "_peer",
         "_reading_paused",
+        "_receiver",
         "_waiter",
         "peer",
     )
@@ -49,6 +57,8 @@ class MemoryConnection(Connection):
         self._high = DEFAULT_HIGH_WATER
         self._low = DEFAULT_LOW_WATER
         self._reading_paused = False
+        self._receiver: Receiver | None = None
+        self._delivery: asyncio.Handle | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -74,6 +84,31 @@ class MemoryConnection(Connection):
         if writer is not None and writer._drain_waiters:
             writer._wake_drainers(lost=False)
         return b"".join(chunks)
+
+    def start_receiving(self, receiver: Receiver) -> None:
+        if self._waiter is not None:
+            raise RuntimeError("start_receiving() called while a coroutine is reading")
+        self._receiver = receiver
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand what was written to the receiver: from the loop, never inside the writer's
+        own call, as a socket would."""
+        self._delivery = None
+        receiver = self._receiver
+        if receiver is None or self._reading_paused:
+            return
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks = []
+            self._buffered = 0
+            writer = self._peer
+            if writer is not None and writer._drain_waiters:
+                writer._wake_drainers(lost=False)
+            receiver.data(data)
+        if self._eof and not self._chunks and self._receiver is receiver:
+            self._receiver = None
+            receiver.end(None)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         peer = self._peer
@@ -119,12 +154,17 @@ class MemoryConnection(Connection):
         self._wake_drainers(lost=False)  # let waiters re-check against the new watermarks
 
     def pause_reading(self) -> None:
-        # Bytes are only taken by read(), so a paused reader pushes back by not calling
-        # it; the flag is kept for symmetry with the socket implementations.
+        # read() takes bytes only when called, so a paused reader pushes back by not
+        # calling it; a receiver is simply not handed any until resume_reading().
         self._reading_paused = True
 
     def resume_reading(self) -> None:
         self._reading_paused = False
+        self._schedule_delivery()
+
+    def _schedule_delivery(self) -> None:
+        if self._receiver is not None and self._delivery is None:
+            self._delivery = asyncio.get_running_loop().call_soon(self._deliver)
 
     def close(self) -> None:
         self._shut(drop_unread=False)
@@ -173,6 +213,7 @@ class MemoryConnection(Connection):
             self._closed_event.set()
 
     def _wake_reader(self) -> None:
+        self._schedule_delivery()
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None

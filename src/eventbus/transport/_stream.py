@@ -20,6 +20,7 @@ from ._connection import (
     Connection,
     PeerLookup,
     PeerProcess,
+    Receiver,
 )
 
 __all__ = ["StreamConnection"]
@@ -48,6 +49,7 @@ class StreamConnection(asyncio.Protocol, Connection):
         "_peer_of",
         "_process",
         "_read_limit",
+        "_receiver",
         "_transport",
         "_user_paused",
         "_waiter",
@@ -90,6 +92,7 @@ class StreamConnection(asyncio.Protocol, Connection):
         self._drain_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed: asyncio.Future[None] = loop.create_future()
         self._process: PeerProcess | None = None
+        self._receiver: Receiver | None = None
         self.peer = UNKNOWN_PEER
 
     def __repr__(self) -> str:
@@ -109,6 +112,10 @@ class StreamConnection(asyncio.Protocol, Connection):
             self._on_made(self)
 
     def data_received(self, data: bytes) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            receiver.data(data)
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > self._read_limit and not self._limit_paused:
@@ -124,6 +131,7 @@ class StreamConnection(asyncio.Protocol, Connection):
     def eof_received(self) -> bool | None:
         self._eof = True
         self._wake_reader()
+        self._end_receiving()
         return None  # let the transport close itself: this interface has no half-close
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -133,6 +141,7 @@ class StreamConnection(asyncio.Protocol, Connection):
         if exc is not None and self._exc is None:
             self._exc = exc
         self._wake_reader()
+        self._end_receiving()
         while self._drain_waiters:
             waiter = self._drain_waiters.popleft()
             if not waiter.done():
@@ -174,6 +183,22 @@ class StreamConnection(asyncio.Protocol, Connection):
                 self._resume_transport()
         # join returns a lone bytes chunk as is, and turns bytearray chunks into bytes
         return b"".join(chunks)
+
+    def start_receiving(self, receiver: Receiver) -> None:
+        if self._waiter is not None:
+            raise RuntimeError("start_receiving() called while a coroutine is reading")
+        self._receiver = receiver
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks = []
+            self._buffered = 0
+            if self._limit_paused:  # nothing is buffered here any more
+                self._limit_paused = False
+                if not self._user_paused:
+                    self._resume_transport()
+            receiver.data(data)
+        if self._eof:
+            self._end_receiving()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         transport = self._transport
@@ -250,6 +275,11 @@ class StreamConnection(asyncio.Protocol, Connection):
         err = ConnectionLost(f"connection lost (peer {self.peer}): {exc}")
         err.__cause__ = exc
         return err
+
+    def _end_receiving(self) -> None:
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.end(self._lost_error() if self._exc is not None else None)
 
     def _wake_reader(self) -> None:
         waiter = self._waiter
