@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from .._backend import TopicTrie, validate_filter, validate_topic
 from .._grammar import DEFAULT_MAX_BYTES as DEFAULT_MAX_TOPIC_BYTES
 from .._grammar import DEFAULT_MAX_LEVELS as DEFAULT_MAX_TOPIC_LEVELS
-from ..acl import Grant
+from ..acl._grant import Grant
 from ..errors import ConnectionLost, EventBusError, ProtocolError, Timeout
 from ..protocol import (
     CLOSING_CODES,
