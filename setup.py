@@ -1,6 +1,7 @@
 """Build the optional Cython fast path of eventbus.
 
-``EVENTBUS_NO_EXTENSIONS=1`` (or a non-CPython interpreter) gives a pure-Python install.
+``EVENTBUS_NO_EXTENSIONS`` set to a non-empty value other than ``"0"`` (or a non-CPython
+interpreter) gives a pure-Python install; unset, empty or ``"0"`` compiles the core.
 Under cibuildwheel (``CIBUILDWHEEL=1``) a wheel without its compiled core is an error, so a
 failed compile fails the build instead of silently shipping the fallback.
 """
@@ -17,9 +18,19 @@ from setuptools.command.build_ext import build_ext
 FAST_MODULES = ["_grammar", "_trie", "_rights", "_framing"]
 
 IN_CIBUILDWHEEL = os.environ.get("CIBUILDWHEEL") == "1"
-NO_EXTENSIONS = bool(os.environ.get("EVENTBUS_NO_EXTENSIONS")) or (
-    platform.python_implementation() != "CPython"
-)
+
+
+def no_extensions_requested() -> bool:
+    """Whether ``EVENTBUS_NO_EXTENSIONS`` asks for the pure-Python core.
+
+    The rule is copied word for word from ``eventbus._backend.no_extensions_requested``
+    (setup.py cannot import the package it builds), so a build and an import read the
+    variable the same way; a test holds the two copies equal.
+    """
+    return os.environ.get("EVENTBUS_NO_EXTENSIONS", "") not in ("", "0")
+
+
+NO_EXTENSIONS = no_extensions_requested() or platform.python_implementation() != "CPython"
 
 if IN_CIBUILDWHEEL and NO_EXTENSIONS:
     sys.exit("eventbus: refusing to build a wheel without its compiled core under cibuildwheel")

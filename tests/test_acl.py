@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+import eventbus
 from eventbus import EventBusError, InvalidTopic, PermissionDenied, PolicyError
 from eventbus.acl import (
     DEFAULT_RULE_SET,
@@ -576,3 +579,55 @@ def test_duplicate_principal_in_code_is_refused() -> None:
     rule = PrincipalRule("p", Binding())
     with pytest.raises(ValueError, match="defined twice"):
         Policy([rule, rule], name="r")
+
+
+# What the client may pull in: the grant, never the broker's policy machinery.
+_POLICY_ONLY_MODULES = ("tomllib", "tomli", "pwd", "grp", "eventbus.acl._policy_file")
+
+
+def test_importing_the_client_loads_no_policy_file_machinery() -> None:
+    code = (
+        "import sys, eventbus.client\n"
+        f"print(sorted(m for m in {_POLICY_ONLY_MODULES!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def _imported_modules(path: Path, package: str) -> set[str]:
+    """The absolute names of the modules ``path`` (a module of ``package``) imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_grant_module_imports_nothing_of_the_policy_side() -> None:
+    source = Path(eventbus.__file__).parent / "acl" / "_grant.py"
+    imported = _imported_modules(source, "eventbus.acl")
+    forbidden = {
+        "tomllib",
+        "tomli",
+        "pwd",
+        "grp",
+        "eventbus.acl._policy",
+        "eventbus.acl._policy_file",
+    }
+    assert not imported & forbidden
+
+
+def test_the_client_imports_only_the_grant_of_access_control() -> None:
+    client = Path(eventbus.__file__).parent / "client"
+    for source in sorted(client.glob("*.py")):
+        imported = _imported_modules(source, "eventbus.client")
+        acl = {name for name in imported if name.startswith("eventbus.acl")}
+        assert acl <= {"eventbus.acl._grant", "eventbus.acl._grant.Grant"}, source.name

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +38,49 @@ def test_no_extensions_forces_the_fallback() -> None:
         check=True,
     )
     assert out.stdout.strip() == "python"
+
+
+@pytest.mark.parametrize("value", ["", "0"])
+def test_empty_or_zero_does_not_force_the_fallback(value: str) -> None:
+    # compared with the variable unset: this run itself may have set it
+    assert _backend_under(value) == _backend_under(None)
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "true"])
+def test_any_other_value_forces_the_fallback(value: str) -> None:
+    assert _backend_under(value) == "python"
+
+
+def _backend_under(value: str | None) -> str:
+    env = dict(os.environ)
+    env.pop("EVENTBUS_NO_EXTENSIONS", None)
+    if value is not None:
+        env["EVENTBUS_NO_EXTENSIONS"] = value
+    out = subprocess.run(
+        [sys.executable, "-c", "import eventbus; print(eventbus.BACKEND)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_setup_py_reads_the_variable_by_the_same_rule() -> None:
+    root = Path(__file__).resolve().parent.parent
+    rules = [
+        _rule(root / "setup.py"),
+        _rule(root / "src" / "eventbus" / "_backend.py"),
+    ]
+    assert rules[0] == rules[1]
+
+
+def _rule(path: Path) -> str:
+    """The body of ``no_extensions_requested`` in ``path``, without its docstring."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.FunctionDef) and node.name == "no_extensions_requested":
+            return "\n".join(ast.dump(statement) for statement in node.body[1:])
+    raise AssertionError(f"no no_extensions_requested in {path}")
 
 
 def test_public_functions_come_from_the_selected_backend() -> None:

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from eventbus import protocol
 from eventbus.errors import FrameTooLarge, ProtocolError
 
 
@@ -81,6 +82,7 @@ def test_too_large_header_split_across_chunks(core: SimpleNamespace) -> None:
 def test_default_limit_is_one_mebibyte(core: SimpleNamespace) -> None:
     splitter = core.framing.FrameSplitter()
     assert splitter.max_frame == core.framing.DEFAULT_MAX_FRAME == 1 << 20
+    assert protocol.DEFAULT_MAX_FRAME == core.framing.DEFAULT_MAX_FRAME
     assert splitter.feed((1 << 20).to_bytes(4, "little")) == []
     with pytest.raises(FrameTooLarge, match="over the limit of 1048576 bytes"):
         core.framing.FrameSplitter().feed(((1 << 20) + 1).to_bytes(4, "little"))

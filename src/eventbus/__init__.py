@@ -18,6 +18,7 @@ from .broker import Broker, BrokerConfig
 from .client import Client, Envelope, Subscription, connect
 from .errors import (
     AddressInUse,
+    ConfigError,
     ConnectionLost,
     EventBusError,
     FrameTooLarge,
@@ -39,6 +40,7 @@ __all__ = [
     "Broker",
     "BrokerConfig",
     "Client",
+    "ConfigError",
     "ConnectionLost",
     "Envelope",
     "EventBusError",

@@ -1,11 +1,15 @@
 """Chooses the compiled core or its pure-Python twin, once, for the whole package.
 
-``EVENTBUS_NO_EXTENSIONS`` set to anything but ``""``/``"0"`` forces the pure-Python core.
+``EVENTBUS_NO_EXTENSIONS`` set to a non-empty value other than ``"0"`` (``1``, ``yes``...)
+forces the pure-Python core; unset, empty or ``"0"`` means use the compiled core when it is
+importable. ``setup.py`` applies the same rule to decide whether to compile it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 __all__ = [
@@ -24,49 +28,49 @@ __all__ = [
     "validate_topic",
 ]
 
-NO_EXTENSIONS = os.environ.get("EVENTBUS_NO_EXTENSIONS", "") not in ("", "0")
+
+def no_extensions_requested() -> bool:
+    """Whether ``EVENTBUS_NO_EXTENSIONS`` asks for the pure-Python core.
+
+    setup.py cannot import the package, so it repeats this rule word for word; change both
+    together (a test holds the two copies equal).
+    """
+    return os.environ.get("EVENTBUS_NO_EXTENSIONS", "") not in ("", "0")
+
+
+# The twinned modules; each exists as eventbus._<name> and eventbus._fast._<name>.
+_TWINS = ("_framing", "_grammar", "_rights", "_trie")
+
+
+def _import_twins(package: str) -> tuple[ModuleType, ...]:
+    return tuple(importlib.import_module(f"{package}.{name}") for name in _TWINS)
+
+
+NO_EXTENSIONS = no_extensions_requested()
 
 if TYPE_CHECKING:
     # Both twins have the same API; type-check against the reference.
-    from ._framing import FrameSplitter
-    from ._grammar import (
-        filter_covers,
-        filter_levels,
-        topic_levels,
-        topic_matches,
-        validate_filter,
-        validate_topic,
-    )
-    from ._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
-    from ._trie import TopicTrie
+    from . import _framing, _grammar, _rights, _trie
 else:
+    _core = None
     if not NO_EXTENSIONS:
         try:
-            from ._fast._framing import FrameSplitter
-            from ._fast._grammar import (
-                filter_covers,
-                filter_levels,
-                topic_levels,
-                topic_matches,
-                validate_filter,
-                validate_topic,
-            )
-            from ._fast._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
-            from ._fast._trie import TopicTrie
+            _core = _import_twins(f"{__package__}._fast")
         except ImportError:
             NO_EXTENSIONS = True
+    _framing, _grammar, _rights, _trie = _core or _import_twins(__package__)
 
-    if NO_EXTENSIONS:
-        from ._framing import FrameSplitter
-        from ._grammar import (
-            filter_covers,
-            filter_levels,
-            topic_levels,
-            topic_matches,
-            validate_filter,
-            validate_topic,
-        )
-        from ._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
-        from ._trie import TopicTrie
+FrameSplitter = _framing.FrameSplitter
+filter_covers = _grammar.filter_covers
+filter_levels = _grammar.filter_levels
+topic_levels = _grammar.topic_levels
+topic_matches = _grammar.topic_matches
+validate_filter = _grammar.validate_filter
+validate_topic = _grammar.validate_topic
+ADMIN = _rights.ADMIN
+PUBLISH = _rights.PUBLISH
+SUBSCRIBE = _rights.SUBSCRIBE
+RightsTable = _rights.RightsTable
+TopicTrie = _trie.TopicTrie
 
 BACKEND = "python" if NO_EXTENSIONS else "cython"

@@ -12,6 +12,11 @@ from .errors import FrameTooLarge
 __all__ = ["DEFAULT_MAX_FRAME", "FrameSplitter"]
 
 DEFAULT_MAX_FRAME = 1 << 20
+"""Default largest frame body, in bytes (1 MiB); the broker's limit is configurable.
+
+The one definition for the package (``eventbus.protocol`` re-exports it); the compiled twin
+repeats the value because a ``.pyx`` cannot share it, and the framing tests hold them equal.
+"""
 _HEADER = 4
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AddressInUse",
+    "ConfigError",
     "ConnectionLost",
     "EventBusError",
     "FrameTooLarge",
@@ -56,6 +57,10 @@ class FrameTooLarge(ProtocolError):
 
 class PolicyError(EventBusError, ValueError):
     """An access-control policy file is invalid (the message names the line)."""
+
+
+class ConfigError(EventBusError, ValueError):
+    """A broker setting out of range (the message names the field and the value given)."""
 
 
 class AddressInUse(EventBusError, OSError):

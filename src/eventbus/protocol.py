@@ -13,6 +13,7 @@ from typing import Final
 
 from google.protobuf.message import DecodeError
 
+from eventbus._framing import DEFAULT_MAX_FRAME
 from eventbus.errors import (
     ConnectionLost,
     EventBusError,
@@ -45,9 +46,6 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 """The version a client sends in Hello and the broker answers in Welcome."""
-
-DEFAULT_MAX_FRAME: Final = 1 << 20
-"""Default largest frame body, in bytes (1 MiB); the broker's limit is configurable."""
 
 _LENGTH: Final = struct.Struct("<I")
 _pack_length: Final = _LENGTH.pack

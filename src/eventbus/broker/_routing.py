@@ -120,6 +120,3 @@ class Router:
             else:
                 dropped += 1
         return delivered, dropped
-
-    def has_subscribers(self, topic: str) -> bool:
-        return bool(self._trie.match(topic))

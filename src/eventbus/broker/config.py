@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from .._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS
 from ..acl import Policy
-from ..protocol import DEFAULT_MAX_FRAME
+from ..errors import ConfigError
+from ..protocol import DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT
 
 __all__ = ["BrokerConfig"]
 
@@ -46,9 +47,9 @@ class BrokerConfig:
     stats_interval: float = 10.0
     #: Seconds a stopping broker waits for outbound buffers to drain.
     drain_timeout: float = 5.0
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Refuse a setting out of range with a :class:`~eventbus.errors.ConfigError`."""
         for name in (
             "max_frame_bytes",
             "max_topic_bytes",
@@ -59,14 +60,19 @@ class BrokerConfig:
             "max_connections_per_uid",
             "max_subscriptions_per_uid",
             "max_subscriptions_per_connection",
+            "hello_timeout",
+            "heartbeat_interval",
         ):
             if getattr(self, name) <= 0:
-                raise ValueError(f"BrokerConfig.{name} must be positive")
-        if self.max_frame_bytes > (1 << 32) - 1:
-            raise ValueError("BrokerConfig.max_frame_bytes must fit the 4-byte length prefix")
+                raise self._error(name, "must be positive")
+        if self.max_frame_bytes > MAX_FRAME_LIMIT:
+            raise self._error(
+                "max_frame_bytes", f"must fit the 4-byte length prefix (at most {MAX_FRAME_LIMIT})"
+            )
         if self.slow_consumer not in ("drop", "disconnect"):
-            raise ValueError("BrokerConfig.slow_consumer must be 'drop' or 'disconnect'")
+            raise self._error("slow_consumer", "must be 'drop' or 'disconnect'")
         if self.budget_pause < 0:
-            raise ValueError("BrokerConfig.budget_pause must not be negative")
-        if self.hello_timeout <= 0 or self.heartbeat_interval <= 0:
-            raise ValueError("BrokerConfig timeouts must be positive")
+            raise self._error("budget_pause", "must not be negative")
+
+    def _error(self, name: str, rule: str) -> ConfigError:
+        return ConfigError(f"BrokerConfig.{name} {rule}, not {getattr(self, name)!r}")

@@ -22,7 +22,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .._backend import validate_filter, validate_topic
-from ..acl import Grant
+from ..acl._grant import Grant
 from ..errors import ConnectionLost, EventBusError, ProtocolError, Timeout
 from ..protocol import (
     CLOSING_CODES,

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from .._backend import FrameSplitter
-from ..acl import Grant
+from ..acl._grant import Grant
 from ..errors import ConnectionLost, ProtocolError, Timeout
 from ..protocol import (
     DEFAULT_MAX_FRAME,

@@ -11,7 +11,13 @@ from __future__ import annotations
 import sys
 
 from ._address import default_address
-from ._connection import DEFAULT_HIGH_WATER, DEFAULT_READ_LIMIT, Connection, PeerCredentials
+from ._connection import (
+    DEFAULT_HIGH_WATER,
+    DEFAULT_READ_LIMIT,
+    Connection,
+    PeerCredentials,
+    Receiver,
+)
 from ._memory import memory_pair as _memory_pair
 from ._server import Server
 
@@ -25,6 +31,7 @@ __all__ = [
     "DEFAULT_READ_LIMIT",
     "Connection",
     "PeerCredentials",
+    "Receiver",
     "Server",
     "connect",
     "default_address",
