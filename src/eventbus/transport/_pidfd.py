@@ -168,7 +168,8 @@ def check_start_time(pid: int, accepted_at: float) -> None:
     except (OSError, ValueError, IndexError) as exc:
         raise PeerGone(f"its start time cannot be read: {exc}") from None
     ticks = os.sysconf("SC_CLK_TCK")
-    if started > int(accepted_at * ticks):
+    # The epsilon keeps a time read back from starttime in its own tick despite float rounding.
+    if started > int(accepted_at * ticks + 1e-6):
         raise PeerGone(
             f"pid {pid} belongs to a process started {started / ticks - accepted_at:.2f} s "
             "after the connection was accepted (the pid was reused)"
