@@ -11,11 +11,10 @@ import logging
 
 from google.protobuf.message import DecodeError
 
-from .._backend import FrameSplitter
 from ..acl import Grant, Policy
-from ..errors import PermissionDenied, QuotaExceeded
+from ..errors import ConnectionLost, PermissionDenied, QuotaExceeded
+from ..framestream import FrameStream
 from ..protocol import PROTOCOL_VERSION, encode_frame
-from ..transport import Connection
 from ..v1 import frames_pb2
 from ._quotas import Quotas
 from ._session import Session
@@ -35,14 +34,14 @@ class Refused(Exception):
         self.message = message
 
 
-async def read_hello(
-    conn: Connection, splitter: FrameSplitter, timeout: float
-) -> tuple[frames_pb2.Hello, list[bytes]]:
+async def read_hello(stream: FrameStream, timeout: float) -> tuple[frames_pb2.Hello, list[bytes]]:
     """The client's Hello and the frame bodies that came with it, within ``timeout``."""
     try:
-        bodies = await asyncio.wait_for(_first_frames(conn, splitter), timeout)
+        bodies = await asyncio.wait_for(stream.first(), timeout)
     except asyncio.TimeoutError:
         raise Refused(_E.ERROR_CODE_HELLO_TIMEOUT, f"no Hello within {timeout:g} s") from None
+    except ConnectionLost:
+        raise Refused(0, "closed before Hello") from None
     try:
         frame = frames_pb2.Frame.FromString(bodies[0])
     except DecodeError as exc:
@@ -59,16 +58,6 @@ async def read_hello(
         )
         raise Refused(_E.ERROR_CODE_UNSUPPORTED_VERSION, message)
     return hello, bodies[1:]
-
-
-async def _first_frames(conn: Connection, splitter: FrameSplitter) -> list[bytes]:
-    while True:
-        data = await conn.read()
-        if not data:
-            raise Refused(0, "closed before Hello")
-        bodies = splitter.feed(data)
-        if bodies:
-            return bodies
 
 
 def admit(

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError
 
 from .. import topics
-from .._backend import FrameSplitter, validate_topic
+from .._backend import validate_topic
 from ..acl import Policy, default_policy
 from ..errors import (
     ConnectionLost,
@@ -21,6 +22,7 @@ from ..errors import (
     PermissionDenied,
     ProtocolError,
 )
+from ..framestream import FrameStream
 from ..protocol import (
     code_for,
     encode_event,
@@ -71,6 +73,9 @@ class Broker:
             agent = await broker.connect_local("agent")   # in-process, no socket
             events = await agent.subscribe("events.#")
     """
+
+    # The loop the connections are served on (set as the first one is).
+    _loop: asyncio.AbstractEventLoop
 
     def __init__(self, config: BrokerConfig | None = None, **settings: Any) -> None:
         if config is None:
@@ -236,36 +241,21 @@ class Broker:
         session = Session(
             conn, connection_id, self.config.max_outbound_bytes, self._overflow, self._dirty
         )
-        splitter = FrameSplitter(self.config.max_frame_bytes)
+        self._loop = asyncio.get_running_loop()
+        stream = FrameStream(conn, self.config.max_frame_bytes)
         reason = "eof"
         try:
-            pending = await self._admit(session, splitter)
+            pending = await self._admit(session, stream)
             self._sessions[connection_id] = session
             self._publish_presence(topics.SYS_CLIENT_CONNECTED, session, "connected")
-            loop = asyncio.get_running_loop()
-            session.last_seen = loop.time()
-            for body in pending:
-                self._dispatch(session, body)
-            self._flush()  # frames pipelined behind Hello are answered without more traffic
-            read = conn.read
-            feed = splitter.feed
-            dispatch = self._dispatch
-            while True:
-                data = await read()
-                if not data:
-                    if splitter.buffered:
-                        reason = f"closed mid-frame ({splitter.buffered} bytes of a frame unread)"
-                    break
-                session.last_seen = loop.time()
-                session.bytes_in += len(data)
-                if session.closed:
-                    break  # cut off by the broker: its frames are no longer served
-                for body in feed(data):
-                    dispatch(session, body)
-                self._flush()
-                if self.messages_in >= self._next_budget_check:
-                    self._next_budget_check = self.messages_in + _BUDGET_CHECK_EVERY
-                    self._budget.check(self._sessions.values(), loop.time())
+            # Frames pipelined behind Hello are served first, and answered at once.
+            self._on_frames(session, stream, pending)
+            stream.start(partial(self._on_frames, session, stream))
+            end = await stream.wait()
+            if end is not None:
+                raise end
+            if stream.buffered:
+                reason = f"closed mid-frame ({stream.buffered} bytes of a frame unread)"
         except _Close as close:
             reason = close.reason
         except FrameTooLarge as exc:
@@ -283,11 +273,28 @@ class Broker:
             self._flush()
             self._forget(session, reason)
 
-    async def _admit(self, session: Session, splitter: FrameSplitter) -> list[bytes]:
+    def _on_frames(self, session: Session, stream: FrameStream, bodies: list[bytes]) -> None:
+        """Serve the frames of one received chunk (called from the transport's
+        ``data_received``): the broker's whole per-frame path, with no task or future."""
+        session.last_seen = self._loop.time()
+        session.bytes_in = stream.received
+        if session.closed:
+            raise _Close("cut off by the broker")  # its frames are no longer served
+        dispatch = self._dispatch
+        try:
+            for body in bodies:
+                dispatch(session, body)
+        finally:
+            self._flush()
+        if self.messages_in >= self._next_budget_check:
+            self._next_budget_check = self.messages_in + _BUDGET_CHECK_EVERY
+            self._budget.check(self._sessions.values(), self._loop.time())
+
+    async def _admit(self, session: Session, stream: FrameStream) -> list[bytes]:
         """Wait for Hello, check it against the policy, answer Welcome or Error."""
         config = self.config
         try:
-            hello, pending = await read_hello(session.conn, splitter, config.hello_timeout)
+            hello, pending = await read_hello(stream, config.hello_timeout)
             grant = admit(
                 session,
                 hello,

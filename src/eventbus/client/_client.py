@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from .._backend import validate_filter, validate_topic
 from ..acl._grant import Grant
 from ..errors import ConnectionLost, EventBusError, ProtocolError, Timeout
+from ..framestream import FrameStream
 from ..protocol import (
     CLOSING_CODES,
     decode_frame,
@@ -94,6 +95,8 @@ class Client:
         self._connected = asyncio.Event()
         self._reconnecting: asyncio.Task[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
+        # Delivers to subscriptions that were full, while reading is paused.
+        self._unblocking: asyncio.Task[None] | None = None
         self._attach(link)
         self._connected.set()
 
@@ -451,38 +454,74 @@ class Client:
             link.send(ping)
 
     async def _read_loop(self, link: Link) -> None:
-        error: BaseException | None = None
-        conn = link.conn
+        """Serve the connection's frames as they arrive, then act on how it ended."""
+        stream = link.stream
+        end: BaseException | None
         try:
-            for body in link.pending:
-                await self._deliver_rest(self._handle(body))
-            feed = link.splitter.feed
-            handle = self._handle
-            while True:
-                data = await conn.read()
-                if not data:
-                    if not self._closing:
-                        error = ConnectionLost("the broker closed the connection")
-                    break
-                for body in feed(data):
-                    blocked = handle(body)
-                    if blocked is not None:
-                        await self._deliver_rest(blocked)
-        except Ended:
-            pass
-        except asyncio.CancelledError:
-            raise
-        except EventBusError as exc:
-            error = exc if not self._closing else None
-        except Exception as exc:
-            log.exception("client reader failed")
-            error = ConnectionLost(f"client reader failed: {exc!r}")
+            self._on_frames(link.pending)
+        except BaseException as exc:
+            end = exc
+        else:
+            stream.start(self._on_frames)
+            end = await stream.wait()
+        if self._unblocking is not None:
+            self._unblocking.cancel()
+            self._unblocking = None
+        error: BaseException | None
+        if end is None:
+            error = None if self._closing else ConnectionLost("the broker closed the connection")
+        elif isinstance(end, Ended):
+            error = None
+        elif isinstance(end, EventBusError):
+            error = None if self._closing else end
+        else:
+            log.error("client reader failed", exc_info=end)
+            error = ConnectionLost(f"client reader failed: {end!r}")
         if link is not self._link:
             return
         if error is not None and self._may_reconnect(error):
             self._lost(error)
         else:
             self._shutdown(error)
+
+    def _on_frames(self, bodies: list[bytes]) -> None:
+        """Act on the frames of one received chunk, from the transport's data_received.
+
+        An event for a full subscription pauses reading: the rest waits in a task until
+        there is room, so the broker, not this process, holds what the application has
+        not taken.
+        """
+        handle = self._handle
+        for index, body in enumerate(bodies):
+            blocked = handle(body)
+            if blocked is not None:
+                stream = self._link.stream
+                stream.pause()
+                rest = bodies[index + 1 :]
+                self._unblocking = asyncio.get_running_loop().create_task(
+                    self._unblock(stream, blocked, rest)
+                )
+                return
+
+    async def _unblock(
+        self,
+        stream: FrameStream,
+        blocked: tuple[Envelope, list[Subscription]],
+        rest: list[bytes],
+    ) -> None:
+        try:
+            await self._deliver_rest(blocked)
+            for body in rest:
+                await self._deliver_rest(self._handle(body))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            stream.fail(exc)
+            return
+        finally:
+            if self._unblocking is asyncio.current_task():
+                self._unblocking = None
+        stream.resume()
 
     async def _deliver_rest(self, blocked: tuple[Envelope, list[Subscription]] | None) -> None:
         """Hand an event to the subscriptions that were full, as each makes room."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from .._backend import FrameSplitter
 from ..acl._grant import Grant
-from ..errors import ConnectionLost, ProtocolError, Timeout
+from ..errors import ProtocolError, Timeout
+from ..framestream import FrameStream
 from ..protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
@@ -46,22 +46,23 @@ class Link:
         "grant",
         "limits",
         "pending",
-        "splitter",
+        "stream",
         "welcome",
     )
 
     def __init__(
         self,
-        conn: Connection,
+        stream: FrameStream,
         welcome: frames_pb2.Welcome,
         pending: list[bytes],
     ) -> None:
-        self.conn = conn
+        self.stream = stream
+        self.conn = stream.conn
         self.welcome = welcome
         self.limits: frames_pb2.Limits = welcome.limits
         #: Frames that arrived in the same read as the Welcome, still to be handled.
         self.pending = pending
-        self.splitter = FrameSplitter(max(welcome.limits.max_frame_bytes, DEFAULT_MAX_FRAME))
+        stream.resize(max(welcome.limits.max_frame_bytes, DEFAULT_MAX_FRAME))
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._flush_handle: asyncio.Handle | None = None
@@ -151,8 +152,10 @@ class Link:
             instance_id=instance_id,
         )
         conn.write(encode_frame(frames_pb2.Frame(hello=hello)))
+        # Before the Welcome the broker's limits are unknown: the default frame limit applies.
+        stream = FrameStream(conn)
         try:
-            bodies = await asyncio.wait_for(_first_frames(conn), timeout)
+            bodies = await asyncio.wait_for(stream.first(), timeout)
             frame = decode_frame(bodies[0])
         except asyncio.TimeoutError:
             conn.abort()
@@ -167,16 +170,4 @@ class Link:
         if kind != "welcome":
             conn.abort()
             raise ProtocolError(f"expected Welcome from the broker, got {kind}")
-        return cls(conn, frame.welcome, bodies[1:])
-
-
-async def _first_frames(conn: Connection) -> list[bytes]:
-    # Before the Welcome the broker's limits are unknown: the default frame limit applies.
-    splitter = FrameSplitter()
-    while True:
-        data = await conn.read()
-        if not data:
-            raise ConnectionLost("the broker closed the connection during the handshake")
-        bodies = splitter.feed(data)
-        if bodies:
-            return bodies
+        return cls(stream, frame.welcome, bodies[1:])
