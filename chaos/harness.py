@@ -217,8 +217,6 @@ class Agent:
 
     proc: Proc
     filters: tuple[str, ...]
-    connected: bool = True
-    reconnects: int = 0
     seen: set[tuple[int, str]] = field(default_factory=set)
     report: dict[str, Any] | None = None
 
@@ -234,6 +232,8 @@ class Summary:
     received: int = 0
     dropped: int = 0
     lost: int = 0
+    #: Publishes that raised ConnectionLost (the connection broke under them).
+    interrupted: int = 0
     exact: bool = True
     violations: list[str] = field(default_factory=list)
 
@@ -247,7 +247,8 @@ class Summary:
         return (
             f"chaos seed={self.seed} {self.duration:.0f}s: {self.kills} kills survived "
             f"(broker {self.broker_kills}, collectors {self.collector_kills}), "
-            f"{self.instances} publisher instances; published {self.published}, "
+            f"{self.instances} publisher instances; published {self.published} "
+            f"({self.interrupted} interrupted), "
             f"received {self.received}, dropped {self.dropped}, lost in transit {self.lost} "
             f"(accounting {accounting}); {verdict}"
         )
@@ -268,7 +269,6 @@ class Chaos:
         self.summary = Summary(options.seed, options.duration)
         self.broker: Proc | None = None
         self.broker_up = False
-        self.broker_restarts = 0
         self.broker_generation = 0
         specs = [FLEET[n % len(FLEET)] for n in range(options.collectors)]
         self.slots = [Slot(spec, n) for n, spec in enumerate(specs)]
@@ -277,6 +277,7 @@ class Chaos:
         self.restarts: set[asyncio.Task[None]] = set()
         self.procs: list[Proc] = []
         self.violations = self.summary.violations
+        self.sync_lock = asyncio.Lock()
 
     # -- processes ------------------------------------------------------------------------
 
@@ -313,9 +314,6 @@ class Chaos:
             event = message.get("event")
             if event == "stream":
                 agent.seen.add((message["instance_id"], message["topic"]))
-            elif event == "state":
-                agent.connected = message["connected"]
-                agent.reconnects = message["reconnects"]
 
         agent.proc.on_message = heard
         await agent.proc.start()
@@ -323,7 +321,7 @@ class Chaos:
         self.agents.append(agent)
 
     async def start_collector(self, slot: Slot) -> None:
-        slot.state = "starting"  # before any await: no broker kill until it is seen
+        slot.state = "starting"
         slot.generation += 1
         spec = slot.spec
         argv = [sys.executable, str(PEER), "publish", "--address", self.address]
@@ -339,6 +337,7 @@ class Chaos:
             event = message.get("event")
             if event == "progress" and instance is not None:
                 instance.progress = message["sent"]
+                instance.interrupted = message["interrupted"]
             elif event == "failed":
                 self.violations.append(f"{name}: publishing failed: {message}")
 
@@ -369,12 +368,16 @@ class Chaos:
             if code is not None and not proc.killed and not proc.stopping:
                 raise Violation(f"{proc.name} exited by itself (code {code})\n{proc.tail()}")
 
-    def subscribed(self) -> bool:
-        """Every agent is connected to the current broker with its subscriptions registered:
-        a publisher started now has its first event reach every agent."""
-        return self.broker_up and all(
-            a.connected and a.reconnects >= self.broker_restarts for a in self.agents
-        )
+    async def subscribed(self) -> None:
+        """Wait until every agent has made a round trip to a live broker (there is only
+        ever one): its subscriptions are registered there, so a publisher started now has
+        its first event reach every agent (unless the broker dies first, which a starting
+        collector prevents)."""
+        async with self.sync_lock:
+            for agent in self.agents:
+                agent.proc.send("sync")
+            for agent in self.agents:
+                await agent.proc.expect("synced", STEP_DEADLINE * 2)
 
     def streams_seen(self) -> bool:
         """No collector is starting, and every agent has seen every live stream it
@@ -418,7 +421,6 @@ class Chaos:
         async def restart() -> None:
             await asyncio.sleep(downtime)
             await self.start_broker()
-            self.broker_restarts += 1
 
         self.later(restart())
 
@@ -435,7 +437,8 @@ class Chaos:
 
         async def restart() -> None:
             await asyncio.sleep(downtime)
-            await self.until("every agent is subscribed", self.subscribed)
+            slot.state = "starting"  # no broker kill from here until its streams are seen
+            await self.subscribed()
             await self.start_collector(slot)
 
         self.later(restart())
@@ -471,7 +474,7 @@ class Chaos:
 
     async def finish(self) -> list[Account]:
         await self.settle_restarts()
-        await self.until("every agent is subscribed", self.subscribed)
+        await self.subscribed()
         filters = [agent.filters for agent in self.agents]
         live = [slot for slot in self.slots if slot.state == "up"]
 
@@ -482,6 +485,7 @@ class Chaos:
             done = await slot.proc.expect("finished", STEP_DEADLINE * 2)
             self.violations += [f"{slot.name}: {text}" for text in done["failures"]]
             slot.instance.last = done["last"]
+            slot.instance.interrupted = done["interrupted"]
 
         await asyncio.gather(*(finish_one(slot) for slot in live))
 
@@ -591,6 +595,7 @@ class Chaos:
             self.violations += acc.violations
         summary.instances = len(self.instances)
         summary.published = sum(instance.published for instance in self.instances)
+        summary.interrupted = sum(instance.interrupted for instance in self.instances)
         if self.violations and self.options.keep_logs:
             self.violations.append(f"logs kept in {self.dir}")
         return summary

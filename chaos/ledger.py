@@ -45,6 +45,8 @@ class Instance:
     last: dict[str, int] | None = None
     #: Events handed to its client per topic at its last ``progress`` line.
     progress: dict[str, int] = field(default_factory=dict)
+    #: Its publishes that raised ConnectionLost because the connection broke under them.
+    interrupted: int = 0
 
     @property
     def alive(self) -> bool:

@@ -26,6 +26,7 @@ topic) stream arrives, and ``state`` whenever its connection goes down or comes 
 its subscriptions registered again. It checks on the fly that each stream's sequences
 strictly increase and that each payload names its sequence. Commands:
 
+- ``sync``: once the connection is up and a ping round trip succeeds -> ``synced``.
 - ``report``: make sure everything the broker wrote to this connection was taken, then
   -> ``report`` with per-stream counts, violations and the client's counters.
 - ``stop``: close and exit 0.
@@ -68,6 +69,23 @@ async def connect(args: argparse.Namespace, **options: Any) -> eventbus.Client:
             await asyncio.sleep(0.05)
 
 
+async def sync(client: eventbus.Client) -> None:
+    """Say ``synced`` once a round trip to a live broker succeeds: the connection is up
+    and its subscriptions are registered on that broker."""
+    deadline = time.monotonic() + CONNECT_DEADLINE
+    while True:
+        try:
+            await client.wait_connected(timeout=CONNECT_DEADLINE)
+            await client.ping(timeout=CONNECT_DEADLINE)
+        except (eventbus.ConnectionLost, eventbus.Timeout):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+            continue
+        emit("synced", reconnects=client.reconnects)
+        return
+
+
 def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
     """Lines of stdin, read by a thread (None at EOF)."""
     queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -89,6 +107,8 @@ class Publisher:
         # Mirrors the client's numbering: one per publish call on the topic.
         self.sent = dict.fromkeys(self.topics, 0)
         self.stopping = asyncio.Event()
+        #: Publishes that raised ConnectionLost (the connection broke during the write).
+        self.interrupted = 0
 
     async def publish(self, topic: str, *, confirm: bool = False) -> int | None:
         sequence = self.sent[topic] = self.sent[topic] + 1
@@ -102,10 +122,18 @@ class Publisher:
         try:
             while not self.stopping.is_set():
                 for _ in range(per_tick):
-                    await self.publish(self.topics[turn % len(self.topics)])
+                    topic = self.topics[turn % len(self.topics)]
                     turn += 1
+                    try:
+                        await self.publish(topic)
+                    except eventbus.ConnectionLost:
+                        # The connection broke under this publish: it is numbered, and
+                        # whether it left is for the subscribers' gap count to tell.
+                        # Raises again when the client has given up for good.
+                        self.interrupted += 1
+                        await self.client.wait_connected(timeout=CONNECT_DEADLINE)
                 if time.monotonic() >= next_progress:
-                    emit("progress", sent=self.sent, connected=self.client.connected)
+                    emit("progress", sent=self.sent, interrupted=self.interrupted)
                     next_progress += 0.5
                 await asyncio.sleep(0.01)
         except Exception as exc:
@@ -136,6 +164,7 @@ class Publisher:
             last=self.sent,
             markers=markers,
             unsent=self.client.unsent,
+            interrupted=self.interrupted,
             failures=failures,
         )
 
@@ -268,6 +297,8 @@ async def main(args: argparse.Namespace) -> int:
                 await publisher.finish(json.loads(rest))
             elif op == "report" and subscriber is not None:
                 await subscriber.report()
+            elif op == "sync":
+                await sync(client)
             else:
                 emit("error", message=f"unknown command {line.strip()!r}")
     finally:
