@@ -337,6 +337,79 @@ def test_trie_agrees_with_a_list_of_pairs(
         assert set(found) == expected
 
 
+# --- plain and queue values, and the cache a change patches ---------------------------------
+
+split_ops = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["add", "add", "discard"]), trie_filters, values, st.booleans()),
+        st.tuples(st.just("discard"), st.none(), st.integers(0, 40), st.booleans()),
+        st.tuples(st.just("match"), st.sampled_from(SWEEP), st.none(), st.booleans()),
+    ),
+    min_size=20,
+    max_size=60,
+)
+
+
+@PROPERTY
+@given(ops=split_ops, cache_size=st.sampled_from([0, 1, 3, 4096]))
+def test_split_match_and_cache_patching_agree_with_a_list_of_triples(
+    both_cores: list[SimpleNamespace], ops: list[tuple[str, Any, Any, bool]], cache_size: int
+) -> None:
+    """Random interleavings of add/discard (plain or queue) and match_split, on both twins,
+    against a list of ``(filter, value, queue)``. With a cache big enough never to evict,
+    a change must keep the cached answer (the very tuple) of every topic its filter does
+    not match: the cache is patched, not cleared."""
+    tries = [core.trie.TopicTrie(cache_size=cache_size) for core in both_cores]
+    pool = POOLS["tokens"]
+    triples: list[tuple[str, object, bool]] = []
+    # Per twin: topic -> the last answer, for the identity check.
+    last: list[dict[str, tuple[Any, Any]]] = [{} for _ in tries]
+    for op, text, value, queue in ops:
+        if op == "match":
+            outs = [trie.match_split(text) for trie in tries]
+            agree([("ok", [[id(v) for v in part] for part in out]) for out in outs])
+            tlevels = text.split(".")
+            for kind, part in ((False, outs[0][0]), (True, outs[0][1])):
+                expected = {
+                    v for f, v, q in triples if q is kind and naive_match(f.split("."), tlevels)
+                }
+                assert len(part) == len(expected)
+                assert set(part) == expected
+            plain, grouped = outs[0]
+            assert tries[0].match(text) == tuple(dict.fromkeys(plain + grouped))
+            for seen, out in zip(last, outs, strict=True):
+                seen[text] = out
+            continue
+        if text is None:
+            if not triples:
+                continue
+            text, held, queue = triples[value % len(triples)]
+        else:
+            held = pool[value]
+        result = agree([outcome(getattr(trie, op), text, held, queue=queue) for trie in tries])
+        if result[0] != "ok":
+            assert not naive_valid(text, True)
+            continue
+        present = (text, held, queue) in triples
+        assert result[1] is (not present if op == "add" else present)
+        if result[1]:
+            if op == "add":
+                triples.append((text, held, queue))
+            else:
+                triples.remove((text, held, queue))
+            flevels = text.split(".")
+            for trie, seen in zip(tries, last, strict=True):
+                for topic in list(seen):
+                    if naive_match(flevels, topic.split(".")):
+                        del seen[topic]
+                    elif cache_size == 4096:
+                        before = seen[topic]
+                        now = trie.match_split(topic)
+                        assert now[0] is before[0] and now[1] is before[1]
+        agree([(len(trie), trie.generation) for trie in tries])
+        assert len(tries[0]) == len(triples)
+
+
 # --- the rights table against a list of rules -----------------------------------------------
 
 rules = st.lists(
