@@ -519,3 +519,33 @@ def test_frame_splitter_agrees_with_a_whole_stream_parse(
         emitted = len(done)
         consumed = max([0] + [stop for stop, _ in frames if stop <= end])
         assert splitters[0].buffered == end - consumed
+
+
+@PROPERTY
+@given(
+    bits=st.one_of(st.integers(-3, 8), st.sampled_from([2**31 - 1, 2**31, 2**64]), non_str),
+    max_bytes=limits,
+    max_levels=limits,
+)
+def test_rights_constructor_checks_agree(
+    both_cores: list[SimpleNamespace], bits: object, max_bytes: int, max_levels: int
+) -> None:
+    """Bits and limits are checked once, in the constructor, the same way by both twins."""
+    made = [
+        outcome(
+            core.rights.RightsTable, [("a.#", bits)], max_bytes=max_bytes, max_levels=max_levels
+        )
+        for core in both_cores
+    ]
+    kinds = [kind for kind, _ in made]
+    assert len(set(kinds)) == 1
+    if kinds[0] != "ok":
+        agree(made)
+        return
+    agree([outcome(table.mask, "a.b") for _, table in made])
+    agree(
+        [
+            outcome(core.trie.TopicTrie, max_bytes=max_bytes, max_levels=max_levels)[0]
+            for core in both_cores
+        ]
+    )
