@@ -1,9 +1,13 @@
 # The bounded result cache shared by the trie and the rights table (see _cache.pyx).
 
 cdef class FifoCache:
-    # An OrderedDict: O(1) removal of the oldest entry and of any single one. It is a dict
-    # subclass, so owners look entries up with PyDict_GetItemWithError on it directly.
-    cdef object items
+    # key -> value; owners look entries up with PyDict_GetItemWithError on it directly.
+    cdef dict items
+    # The keys in insertion order: ``order[head:]``, oldest first, so evicting is O(1).
+    cdef list order
+    cdef Py_ssize_t head
+    # Set by drop(): ``order`` may name dropped keys, and is rebuilt before the next put.
+    cdef bint stale
     cdef Py_ssize_t capacity    # 0: nothing is kept
 
     cdef int put(self, object key, object value) except -1
