@@ -39,6 +39,9 @@ class FifoCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items
+
     def get(self, key: Hashable) -> V | None:
         return self._items.get(key)
 

@@ -27,6 +27,9 @@ cdef class FifoCache:
     def __len__(self):
         return PyDict_GET_SIZE(self.items)
 
+    def __contains__(self, key):
+        return key in self.items
+
     cdef int put(self, object key, object value) except -1:
         cdef list order
         cdef object oldest
