@@ -180,6 +180,10 @@ def test_cold_rotation_misses(core: SimpleNamespace, topics: list[str]) -> None:
     """
     trie = trie_of(core, 100_000)
     cold = rotating(trie.match, topics)
+    # One full rotation first: the trie is shared with the benchmarks before, whose hot topics
+    # a change no longer evicts (it forgets only the topics its filter matches).
+    for _ in topics:
+        cold()
     if core.name == "python":
         for topic in topics * 2:
             assert topic not in trie._cache

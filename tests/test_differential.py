@@ -11,35 +11,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-import unicodedata
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from hypothesis import given, settings
+from _differential import PROPERTY, PROPERTY_SLOW, agree, naive_match, naive_valid, outcome
+from hypothesis import given
 from hypothesis import strategies as st
-
-from eventbus.errors import FrameTooLarge
-
-PROPERTY = settings(max_examples=250, deadline=None, derandomize=True)
-PROPERTY_SLOW = settings(max_examples=150, deadline=None, derandomize=True)
-
-
-def outcome(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-    """What a call gives: ``("ok", result)`` or ``(exception type, message)``."""
-    try:
-        return ("ok", call(*args, **kwargs))
-    except Exception as exc:
-        return (type(exc), str(exc))
-
-
-def agree(results: list[tuple[Any, Any]]) -> tuple[Any, Any]:
-    """Assert every backend gave the same outcome; return it."""
-    first = results[0]
-    for other in results[1:]:
-        assert other == first
-    return first
-
 
 # --- generated topics and filters ----------------------------------------------------------
 
@@ -75,24 +52,6 @@ non_str = st.one_of(st.binary(max_size=4), st.none(), st.integers(), st.just(["a
 limits = st.one_of(st.integers(-1, 40), st.sampled_from([256, 2**70, -(2**70)]))
 
 
-def naive_valid(text: str, is_filter: bool, max_bytes: int = 256, max_levels: int = 16) -> bool:
-    """Validity by the letter of DESIGN §2, written independently of the implementations."""
-    if not text or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
-        return False
-    parts = text.split(".")
-    for index, part in enumerate(parts):
-        if part in ("+", "#"):
-            if not is_filter or (part == "#" and index != len(parts) - 1):
-                return False
-            continue
-        if not part:
-            return False
-        for ch in part:
-            if ch in "+#" or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cs"):
-                return False
-    return len(parts) <= max_levels
-
-
 @PROPERTY
 @given(text=st.one_of(texts, non_str), max_bytes=limits, max_levels=limits)
 def test_validation_agrees(
@@ -124,21 +83,6 @@ def test_byte_limit_is_exact(both_cores: list[SimpleNamespace], text: str) -> No
         [outcome(core.grammar.validate_filter, text, max_bytes=size - 1) for core in both_cores]
     )
     assert under[1].endswith(f": is {size} UTF-8 bytes, over the limit of {size - 1}")
-
-
-def naive_match(flevels: list[str], tlevels: list[str]) -> bool:
-    """Whether a (valid) filter matches a (valid) topic, recursively over the levels."""
-    if tlevels[0].startswith("$") and flevels[0] in ("+", "#"):
-        return False
-
-    def walk(f: list[str], t: list[str]) -> bool:
-        if not f:
-            return not t
-        if f[0] == "#":
-            return True
-        return bool(t) and f[0] in ("+", t[0]) and walk(f[1:], t[1:])
-
-    return walk(flevels, tlevels)
 
 
 @PROPERTY
@@ -337,6 +281,79 @@ def test_trie_agrees_with_a_list_of_pairs(
         assert set(found) == expected
 
 
+# --- plain and queue values, and the cache a change patches ---------------------------------
+
+split_ops = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["add", "add", "discard"]), trie_filters, values, st.booleans()),
+        st.tuples(st.just("discard"), st.none(), st.integers(0, 40), st.booleans()),
+        st.tuples(st.just("match"), st.sampled_from(SWEEP), st.none(), st.booleans()),
+    ),
+    min_size=20,
+    max_size=60,
+)
+
+
+@PROPERTY
+@given(ops=split_ops, cache_size=st.sampled_from([0, 1, 3, 4096]))
+def test_split_match_and_cache_patching_agree_with_a_list_of_triples(
+    both_cores: list[SimpleNamespace], ops: list[tuple[str, Any, Any, bool]], cache_size: int
+) -> None:
+    """Random interleavings of add/discard (plain or queue) and match_split, on both twins,
+    against a list of ``(filter, value, queue)``. With a cache big enough never to evict,
+    a change must keep the cached answer (the very tuple) of every topic its filter does
+    not match: the cache is patched, not cleared."""
+    tries = [core.trie.TopicTrie(cache_size=cache_size) for core in both_cores]
+    pool = POOLS["tokens"]
+    triples: list[tuple[str, object, bool]] = []
+    # Per twin: topic -> the last answer, for the identity check.
+    last: list[dict[str, tuple[Any, Any]]] = [{} for _ in tries]
+    for op, text, value, queue in ops:
+        if op == "match":
+            outs = [trie.match_split(text) for trie in tries]
+            agree([("ok", [[id(v) for v in part] for part in out]) for out in outs])
+            tlevels = text.split(".")
+            for kind, part in ((False, outs[0][0]), (True, outs[0][1])):
+                expected = {
+                    v for f, v, q in triples if q is kind and naive_match(f.split("."), tlevels)
+                }
+                assert len(part) == len(expected)
+                assert set(part) == expected
+            plain, grouped = outs[0]
+            assert tries[0].match(text) == tuple(dict.fromkeys(plain + grouped))
+            for seen, out in zip(last, outs, strict=True):
+                seen[text] = out
+            continue
+        if text is None:
+            if not triples:
+                continue
+            text, held, queue = triples[value % len(triples)]
+        else:
+            held = pool[value]
+        result = agree([outcome(getattr(trie, op), text, held, queue=queue) for trie in tries])
+        if result[0] != "ok":
+            assert not naive_valid(text, True)
+            continue
+        present = (text, held, queue) in triples
+        assert result[1] is (not present if op == "add" else present)
+        if result[1]:
+            if op == "add":
+                triples.append((text, held, queue))
+            else:
+                triples.remove((text, held, queue))
+            flevels = text.split(".")
+            for trie, seen in zip(tries, last, strict=True):
+                for topic in list(seen):
+                    if naive_match(flevels, topic.split(".")):
+                        del seen[topic]
+                    elif cache_size == 4096:
+                        before = seen[topic]
+                        now = trie.match_split(topic)
+                        assert now[0] is before[0] and now[1] is before[1]
+        agree([(len(trie), trie.generation) for trie in tries])
+        assert len(tries[0]) == len(triples)
+
+
 # --- the rights table against a list of rules -----------------------------------------------
 
 rules = st.lists(
@@ -384,65 +401,31 @@ def test_rights_agree_with_a_list_of_rules(
                 assert subscribe == ("ok", allowed)
 
 
-# --- the frame splitter against a whole-stream parse ----------------------------------------
-
-
-@st.composite
-def streams(draw: st.DrawFn) -> tuple[int, bytes, list[int]]:
-    """A frame limit, a stream (maybe with an oversized header in it) and its cut points."""
-    limit = draw(st.sampled_from([0, 8, 16, 64]))
-    sizes = draw(st.lists(st.integers(0, limit + 4), max_size=12))
-    stream = b"".join(
-        size.to_bytes(4, "little") + draw(st.binary(min_size=size, max_size=size)) for size in sizes
-    )
-    stream += draw(st.binary(max_size=6))  # maybe a trailing cut frame
-    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=10)))
-    return limit, stream, cuts
-
-
-def naive_parse(stream: bytes, limit: int) -> tuple[list[tuple[int, bytes]], int | None]:
-    """The frames of a whole stream (each with the offset where it ends) and the offset at
-    which an oversized header is complete, if any."""
-    frames: list[tuple[int, bytes]] = []
-    pos = 0
-    while len(stream) - pos >= 4:
-        size = int.from_bytes(stream[pos : pos + 4], "little")
-        if size > limit:
-            return frames, pos + 4
-        if pos + 4 + size > len(stream):
-            break
-        frames.append((pos + 4 + size, stream[pos + 4 : pos + 4 + size]))
-        pos += 4 + size
-    return frames, None
-
-
 @PROPERTY
-@given(case=streams(), kind=st.sampled_from([bytes, bytearray, memoryview]))
-def test_frame_splitter_agrees_with_a_whole_stream_parse(
-    both_cores: list[SimpleNamespace], case: tuple[int, bytes, list[int]], kind: type
+@given(
+    bits=st.one_of(st.integers(-3, 8), st.sampled_from([2**31 - 1, 2**31, 2**64]), non_str),
+    max_bytes=limits,
+    max_levels=limits,
+)
+def test_rights_constructor_checks_agree(
+    both_cores: list[SimpleNamespace], bits: object, max_bytes: int, max_levels: int
 ) -> None:
-    limit, stream, cuts = case
-    splitters = [core.framing.FrameSplitter(limit) for core in both_cores]
-    frames, error_at = naive_parse(stream, limit)
-    bounds = [0, *cuts, len(stream)]
-    emitted = 0
-    failed = False
-    for start, end in itertools.pairwise(bounds):
-        chunk = kind(stream[start:end])
-        result = agree([outcome(s.feed, chunk) for s in splitters])
-        agree([s.buffered for s in splitters])
-        if failed:
-            continue  # past the error only the backends' agreement is checked
-        if error_at is not None and error_at <= end:
-            size = int.from_bytes(stream[error_at - 4 : error_at], "little")
-            assert result == (
-                FrameTooLarge,
-                f"frame of {size} bytes declared, over the limit of {limit} bytes",
-            )
-            failed = True
-            continue
-        done = [body for stop, body in frames if stop <= end]
-        assert result == ("ok", done[emitted:])
-        emitted = len(done)
-        consumed = max([0] + [stop for stop, _ in frames if stop <= end])
-        assert splitters[0].buffered == end - consumed
+    """Bits and limits are checked once, in the constructor, the same way by both twins."""
+    made = [
+        outcome(
+            core.rights.RightsTable, [("a.#", bits)], max_bytes=max_bytes, max_levels=max_levels
+        )
+        for core in both_cores
+    ]
+    kinds = [kind for kind, _ in made]
+    assert len(set(kinds)) == 1
+    if kinds[0] != "ok":
+        agree(made)
+        return
+    agree([outcome(table.mask, "a.b") for _, table in made])
+    agree(
+        [
+            outcome(core.trie.TopicTrie, max_bytes=max_bytes, max_levels=max_levels)[0]
+            for core in both_cores
+        ]
+    )

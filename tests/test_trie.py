@@ -271,3 +271,53 @@ def test_custom_limits(core: SimpleNamespace) -> None:
 
 def test_default_cache_size_is_exported(core: SimpleNamespace) -> None:
     assert core.trie.DEFAULT_CACHE_SIZE == 4096
+
+
+def test_limits_are_checked_in_the_constructor(core: SimpleNamespace) -> None:
+    with pytest.raises(ValueError, match=r"^max_bytes must be at least 1, not 0$"):
+        core.trie.TopicTrie(max_bytes=0)
+    with pytest.raises(ValueError, match=r"^max_levels must be at least 1, not -1$"):
+        core.trie.TopicTrie(max_levels=-1)
+    with pytest.raises(TypeError):
+        core.trie.TopicTrie(cache_size=1.5)
+    huge = core.trie.TopicTrie(cache_size=2**70, max_bytes=2**70, max_levels=2**70)
+    huge.add("a.#", 1)
+    assert huge.match("a." + "b." * 100 + "c") == (1,)
+    off = core.trie.TopicTrie(cache_size=-5)
+    off.add("a", 1)
+    assert off.match("a") == (1,)
+
+
+def test_plain_and_queue_values_are_kept_apart(core: SimpleNamespace) -> None:
+    trie = core.trie.TopicTrie()
+    assert trie.add("a.+", "p")
+    assert trie.add("a.+", "q", queue=True)
+    assert trie.add("a.#", "q", queue=True)
+    assert trie.add("a.b", "q")  # the same value as plain: a separate pair
+    assert not trie.add("a.+", "q", queue=True)
+    assert len(trie) == 4
+    # Literal children are walked before '+' ones.
+    assert trie.match_split("a.b") == (("q", "p"), ("q",))
+    assert trie.match("a.b") == ("q", "p")
+    assert trie.match_split("a.c") == (("p",), ("q",))
+    assert trie.match("a.c") == ("p", "q")
+    assert not trie.discard("a.+", "q")  # the plain pair was never there
+    assert trie.discard("a.+", "q", queue=True)
+    assert trie.match_split("a.c") == (("p",), ("q",))
+    assert trie.discard("a.#", "q", queue=True)
+    assert trie.match_split("a.c") == (("p",), ())
+
+
+def test_a_change_forgets_only_the_topics_it_affects(core: SimpleNamespace) -> None:
+    trie = core.trie.TopicTrie()
+    trie.add("a.b", 1)
+    first = trie.match("a.b")
+    trie.match("x.y")
+    trie.add("x.#", 2)
+    # The same tuple: the entry of a.b stayed in the cache, x.y's was replaced.
+    assert trie.match("a.b") is first
+    assert trie.match("x.y") == (2,)
+    trie.add("+.b", 3, queue=True)
+    assert trie.match_split("a.b") == ((1,), (3,))
+    trie.discard("+.b", 3, queue=True)
+    assert trie.match("a.b") == (1,)

@@ -7,7 +7,9 @@ same exceptions with the same messages for the same input.
 
 from __future__ import annotations
 
+import operator
 import re
+import sys
 
 from .errors import InvalidTopic
 
@@ -156,6 +158,11 @@ def topic_matches(topic_filter: str, name: str) -> bool:
     """Whether the filter matches the topic name; both are validated first."""
     flevels = _split(topic_filter, True, DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS)
     tlevels = _split(name, False, DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS)
+    return _matches(flevels, tlevels)
+
+
+def _matches(flevels: list[str], tlevels: list[str]) -> bool:
+    """:func:`topic_matches` on validated levels (the trie checks its cached topics so)."""
     # MQTT rule: a filter opening with a wildcard never matches a broker ($) topic.
     if tlevels[0][0] == "$" and flevels[0] in ("+", "#"):
         return False
@@ -168,6 +175,18 @@ def topic_matches(topic_filter: str, name: str) -> bool:
         if level != "+" and level != tlevels[index]:
             return False
     return len(flevels) == count
+
+
+def _limit(name: str, value: object) -> int:
+    """A constructor's topic limit, checked once so the hot paths compare plain integers.
+
+    Values past the largest Py_ssize_t are clamped: no topic is ever that long, so the
+    answers are the same, and the compiled twin can hold the limit in a C integer.
+    """
+    limit = operator.index(value)  # type: ignore[arg-type]
+    if limit < 1:
+        raise ValueError(f"{name} must be at least 1, not {limit}")
+    return min(limit, sys.maxsize)
 
 
 def filter_covers(outer: str, inner: str) -> bool:

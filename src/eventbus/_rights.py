@@ -8,16 +8,11 @@ nodes carry the OR of the bits of the filters ending there, so a publish check i
 
 from __future__ import annotations
 
-from collections import deque
+import operator
 from collections.abc import Iterable
 
-from ._grammar import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_LEVELS,
-    _covers,
-    filter_levels,
-    topic_levels,
-)
+from ._cache import FifoCache
+from ._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS, _covers, _limit, _split
 
 __all__ = ["ADMIN", "PUBLISH", "SUBSCRIBE", "RightsTable"]
 
@@ -26,6 +21,15 @@ SUBSCRIBE = 2
 ADMIN = 4
 
 _CACHE_SIZE = 1024
+# Rights are small bit sets; the bound lets the compiled twin keep masks in a C int.
+_MAX_BITS = 2**31 - 1
+
+
+def _bits(value: object) -> int:
+    bits = operator.index(value)  # type: ignore[arg-type]
+    if not 0 <= bits <= _MAX_BITS:
+        raise ValueError(f"rights bits must be between 0 and {_MAX_BITS}, not {bits}")
+    return bits
 
 
 class _Node:
@@ -39,18 +43,20 @@ class _Node:
 
 
 class RightsTable:
-    """The topic rights of one principal: ``(filter, bits)`` allow rules, default deny."""
+    """The topic rights of one principal: ``(filter, bits)`` allow rules, default deny.
+
+    Each rule is a pair; its bits an int from 0 to 2**31 - 1 (an ``IntFlag`` too); the
+    answers are plain ints. The limits are ints of at least 1, checked here.
+    """
 
     __slots__ = (
         "_max_bytes",
         "_max_levels",
         "_pub_cache",
-        "_pub_order",
         "_root",
         "_rule_levels",
         "_rules",
         "_sub_cache",
-        "_sub_order",
     )
 
     def __init__(
@@ -61,18 +67,17 @@ class RightsTable:
         max_levels: int = DEFAULT_MAX_LEVELS,
     ) -> None:
         self._root = _Node()
-        self._max_bytes = max_bytes
-        self._max_levels = max_levels
-        # Bounded caches; the deques keep the keys in insertion order, oldest first.
-        self._pub_cache: dict[str, int] = {}
-        self._pub_order: deque[str] = deque()
-        self._sub_cache: dict[str, bool] = {}
-        self._sub_order: deque[str] = deque()
+        self._max_bytes = max_bytes = _limit("max_bytes", max_bytes)
+        self._max_levels = max_levels = _limit("max_levels", max_levels)
+        self._pub_cache: FifoCache[int] = FifoCache(_CACHE_SIZE)
+        self._sub_cache: FifoCache[bool] = FifoCache(_CACHE_SIZE)
         compiled: list[tuple[str, int]] = []
         rule_levels: list[tuple[list[str], int]] = []
-        for topic_filter, bits in rules:
+        for rule in rules:
+            topic_filter, given = rule
+            bits = _bits(given)
             node = self._root
-            levels = filter_levels(topic_filter, max_bytes, max_levels)
+            levels = _split(topic_filter, True, max_bytes, max_levels)
             for level in levels:
                 if level == "#":
                     node.hash_mask |= bits
@@ -88,7 +93,7 @@ class RightsTable:
                     node = child
             else:
                 node.mask |= bits
-            compiled.append((topic_filter, bits))
+            compiled.append((topic_filter, given))
             rule_levels.append((levels, bits))
         self._rules = tuple(compiled)
         # Covers is checked on the levels, so the table's own limits apply, not the defaults.
@@ -104,18 +109,14 @@ class RightsTable:
         cached = self._pub_cache.get(topic)
         if cached is not None:
             return cached
-        levels = topic_levels(topic, self._max_bytes, self._max_levels)
+        levels = _split(topic, False, self._max_bytes, self._max_levels)
         root = self._root
         if levels[0][0] == "$":
             child = root.children.get(levels[0])
             bits = _walk(child, levels, 1) if child is not None else 0
         else:
             bits = _walk(root, levels, 0)
-        cache = self._pub_cache
-        if len(cache) >= _CACHE_SIZE:
-            del cache[self._pub_order.popleft()]
-        cache[topic] = bits
-        self._pub_order.append(topic)
+        self._pub_cache.put(topic, bits)
         return bits
 
     def may_publish(self, topic: str) -> bool:
@@ -127,17 +128,13 @@ class RightsTable:
         cached = self._sub_cache.get(topic_filter)
         if cached is not None:
             return cached
-        levels = filter_levels(topic_filter, self._max_bytes, self._max_levels)
+        levels = _split(topic_filter, True, self._max_bytes, self._max_levels)
         allowed = False
         for rule_levels, bits in self._rule_levels:
             if bits & SUBSCRIBE and _covers(rule_levels, levels):
                 allowed = True
                 break
-        cache = self._sub_cache
-        if len(cache) >= _CACHE_SIZE:
-            del cache[self._sub_order.popleft()]
-        cache[topic_filter] = allowed
-        self._sub_order.append(topic_filter)
+        self._sub_cache.put(topic_filter, allowed)
         return allowed
 
 

@@ -2,53 +2,71 @@
 
 One node per filter level: literal children in a dict, one ``+`` child, and the values of
 filters ending in ``#`` kept on the node where the ``#`` stands (as nats-server's sublist
-keeps ``pwc``/``fwc`` apart). ``match`` results are kept in a bounded cache that every
-``add``/``discard`` clears.
+keeps ``pwc``/``fwc`` apart). Like sublist, plain and queue values are kept apart on each
+node and returned apart, so a caller needs no type test to tell them. ``match`` results are
+kept in a bounded cache; a change forgets only the cached topics its filter matches.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Hashable
 
-from ._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS, filter_levels, topic_levels
+from ._cache import FifoCache, capacity
+from ._grammar import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_LEVELS,
+    _limit,
+    _matches,
+    _split,
+)
 
 __all__ = ["TopicTrie"]
 
 DEFAULT_CACHE_SIZE = 4096
 
+Values = tuple[Hashable, ...]
+
 
 class _Node:
-    __slots__ = ("children", "hash_values", "plus", "values")
+    __slots__ = ("children", "hash_queue", "hash_values", "plus", "queue", "values")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
         self.plus: _Node | None = None
-        # Insertion-ordered sets: the values of filters ending here / ending in '#' here.
+        # Insertion-ordered sets: the values of filters ending here / ending in '#' here,
+        # plain and queue apart.
         self.values: dict[Hashable, None] = {}
         self.hash_values: dict[Hashable, None] = {}
+        self.queue: dict[Hashable, None] = {}
+        self.hash_queue: dict[Hashable, None] = {}
 
     def is_empty(self) -> bool:
-        return not (self.children or self.plus or self.values or self.hash_values)
+        return not (
+            self.children
+            or self.plus
+            or self.values
+            or self.hash_values
+            or self.queue
+            or self.hash_queue
+        )
+
+    def target(self, hashes: bool, queue: bool) -> dict[Hashable, None]:
+        if queue:
+            return self.hash_queue if hashes else self.queue
+        return self.hash_values if hashes else self.values
 
 
 class TopicTrie:
     """Maps topic filters to values; ``match(topic)`` gives the values whose filters match.
 
-    Each ``(filter, value)`` pair is stored once. Values may be any hashable objects.
+    Each ``(filter, value)`` pair is stored once, as a plain or (``queue=True``) a queue
+    value; the two kinds are separate sets. Values may be any hashable objects.
     ``cache_size`` bounds the match cache (oldest entries go first); 0 disables it.
+    The limits are checked here: ints, the topic limits at least 1; a
+    ``cache_size`` below 1 means no cache.
     """
 
-    __slots__ = (
-        "_cache",
-        "_cache_order",
-        "_cache_size",
-        "_count",
-        "_generation",
-        "_max_bytes",
-        "_max_levels",
-        "_root",
-    )
+    __slots__ = ("_cache", "_count", "_generation", "_max_bytes", "_max_levels", "_root")
 
     def __init__(
         self,
@@ -57,15 +75,13 @@ class TopicTrie:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_levels: int = DEFAULT_MAX_LEVELS,
     ) -> None:
+        self._max_bytes = _limit("max_bytes", max_bytes)
+        self._max_levels = _limit("max_levels", max_levels)
+        # (plain, queue, topic levels): the levels let a change find the entries it affects.
+        self._cache: FifoCache[tuple[Values, Values, list[str]]] = FifoCache(capacity(cache_size))
         self._root = _Node()
-        self._cache: dict[str, tuple[Hashable, ...]] = {}
-        # The cached topics in insertion order, so evicting the oldest is O(1).
-        self._cache_order: deque[str] = deque()
-        self._cache_size = cache_size
         self._count = 0
         self._generation = 0
-        self._max_bytes = max_bytes
-        self._max_levels = max_levels
 
     def __len__(self) -> int:
         return self._count
@@ -75,13 +91,14 @@ class TopicTrie:
         """Increases on every change, so callers can cache results of their own."""
         return self._generation
 
-    def add(self, topic_filter: str, value: Hashable) -> bool:
+    def add(self, topic_filter: str, value: Hashable, *, queue: bool = False) -> bool:
         """Add ``value`` under ``topic_filter``; False if that pair was already there."""
-        levels = filter_levels(topic_filter, self._max_bytes, self._max_levels)
+        levels = _split(topic_filter, True, self._max_bytes, self._max_levels)
         node = self._root
+        hashes = False
         for level in levels:
             if level == "#":
-                target = node.hash_values
+                hashes = True
                 break
             if level == "+":
                 if node.plus is None:
@@ -92,61 +109,64 @@ class TopicTrie:
                 if child is None:
                     child = node.children[level] = _Node()
                 node = child
-        else:
-            target = node.values
+        target = node.target(hashes, queue)
         if value in target:
             return False
         target[value] = None
-        self._changed(1)
+        self._changed(levels, 1)
         return True
 
-    def discard(self, topic_filter: str, value: Hashable) -> bool:
+    def discard(self, topic_filter: str, value: Hashable, *, queue: bool = False) -> bool:
         """Remove ``value`` from ``topic_filter``; False if that pair was not there."""
-        levels = filter_levels(topic_filter, self._max_bytes, self._max_levels)
+        levels = _split(topic_filter, True, self._max_bytes, self._max_levels)
         path: list[tuple[_Node, str]] = []
         node: _Node | None = self._root
+        hashes = False
         for level in levels:
             assert node is not None
             if level == "#":
-                target = node.hash_values
+                hashes = True
                 break
             path.append((node, level))
             node = node.plus if level == "+" else node.children.get(level)
             if node is None:
                 return False
-        else:
-            assert node is not None
-            target = node.values
+        assert node is not None
+        target = node.target(hashes, queue)
         if value not in target:
             return False
         del target[value]
         self._prune(path)
-        self._changed(-1)
+        self._changed(levels, -1)
         return True
 
-    def match(self, topic: str) -> tuple[Hashable, ...]:
-        """The distinct values whose filters match ``topic`` (validated), each once."""
+    def match(self, topic: str) -> Values:
+        """The distinct values whose filters match ``topic`` (validated), each once:
+        the plain ones, then the queue values not among them."""
+        plain, queue = self.match_split(topic)
+        if not queue:
+            return plain
+        return tuple(dict.fromkeys(plain + queue))
+
+    def match_split(self, topic: str) -> tuple[Values, Values]:
+        """``(plain, queue)``: the distinct plain and the distinct queue values whose
+        filters match ``topic`` (validated), each in the order :meth:`match` gives them."""
         cached = self._cache.get(topic)
         if cached is not None:
-            return cached
-        levels = topic_levels(topic, self._max_bytes, self._max_levels)
-        found: dict[Hashable, None] = {}
+            return cached[0], cached[1]
+        levels = _split(topic, False, self._max_bytes, self._max_levels)
+        plain: dict[Hashable, None] = {}
+        queue: dict[Hashable, None] = {}
         root = self._root
         if levels[0][0] == "$":
             # Wildcards at the first level never reach broker ($) topics.
             child = root.children.get(levels[0])
             if child is not None:
-                _collect(child, levels, 1, found)
+                _collect(child, levels, 1, plain, queue)
         else:
-            _collect(root, levels, 0, found)
-        result = tuple(found)
-        size = self._cache_size
-        if size > 0:
-            cache = self._cache
-            if len(cache) >= size:
-                del cache[self._cache_order.popleft()]
-            cache[topic] = result
-            self._cache_order.append(topic)
+            _collect(root, levels, 0, plain, queue)
+        result = (tuple(plain), tuple(queue))
+        self._cache.put(topic, (result[0], result[1], levels))
         return result
 
     def _prune(self, path: list[tuple[_Node, str]]) -> None:
@@ -159,22 +179,34 @@ class TopicTrie:
             else:
                 del parent.children[level]
 
-    def _changed(self, delta: int) -> None:
+    def _changed(self, flevels: list[str], delta: int) -> None:
         self._count += delta
         self._generation += 1
-        self._cache.clear()
-        self._cache_order.clear()
+        cache = self._cache
+        for topic, (_, _, tlevels) in cache.entries():
+            if _matches(flevels, tlevels):
+                cache.drop(topic)
 
 
-def _collect(node: _Node, levels: list[str], index: int, found: dict[Hashable, None]) -> None:
+def _collect(
+    node: _Node,
+    levels: list[str],
+    index: int,
+    plain: dict[Hashable, None],
+    queue: dict[Hashable, None],
+) -> None:
     if node.hash_values:
-        found.update(node.hash_values)
+        plain.update(node.hash_values)
+    if node.hash_queue:
+        queue.update(node.hash_queue)
     if index == len(levels):
         if node.values:
-            found.update(node.values)
+            plain.update(node.values)
+        if node.queue:
+            queue.update(node.queue)
         return
     child = node.children.get(levels[index])
     if child is not None:
-        _collect(child, levels, index + 1, found)
+        _collect(child, levels, index + 1, plain, queue)
     if node.plus is not None:
-        _collect(node.plus, levels, index + 1, found)
+        _collect(node.plus, levels, index + 1, plain, queue)

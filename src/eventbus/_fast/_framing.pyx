@@ -107,15 +107,11 @@ cdef Py_ssize_t _split_run(
 cdef class FrameSplitter:
     """Accumulates stream bytes and yields complete frame bodies."""
 
-    cdef bytearray _buffer
-    cdef object _max_frame
-
     def __cinit__(self, *args, **kwargs):
         self._buffer = bytearray()
         self._max_frame = DEFAULT_MAX_FRAME
 
     def __init__(self, max_frame=DEFAULT_MAX_FRAME):
-        self._buffer = bytearray()
         self._max_frame = max_frame
 
     @property

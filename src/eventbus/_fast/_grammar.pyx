@@ -23,9 +23,12 @@ from cpython.unicode cimport (
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 
+from operator import index
+
 from eventbus.errors import InvalidTopic
 
 cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
     bint PyUnicode_IS_ASCII(object text)
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
 
@@ -205,39 +208,86 @@ cdef object _fail(str kind, object text, str rule):
     return InvalidTopic(f"invalid {kind} {text!r}: {rule}")
 
 
-cdef list _split(object text, bint is_filter, object max_bytes, object max_levels):
-    """Validate ``text`` as a topic name or filter and return its levels."""
-    cdef Scan scan
+cdef int _scan_text(object text, bint is_filter, Scan* scan) except -1:
+    """Check the type, refuse ``""`` and scan ``text`` into ``scan``."""
     cdef Py_ssize_t n
     cdef int kind
     cdef void* data
-    cdef str kind_name = "topic filter" if is_filter else "topic name"
     if not isinstance(text, str):
-        raise TypeError(f"{kind_name} must be str, not {type(text).__name__}")
+        raise TypeError(f"{_kind_name(is_filter)} must be str, not {type(text).__name__}")
     n = PyUnicode_GET_LENGTH(text)
     if n == 0:
-        raise _fail(kind_name, text, "must not be empty")
+        raise _fail(_kind_name(is_filter), text, "must not be empty")
     kind = PyUnicode_KIND(text)
     data = PyUnicode_DATA(text)
     if kind == 1:
-        _scan(<const uint8_t*>data, n, is_filter, &scan)
+        _scan(<const uint8_t*>data, n, is_filter, scan)
     elif kind == 2:
-        _scan(<const uint16_t*>data, n, is_filter, &scan)
+        _scan(<const uint16_t*>data, n, is_filter, scan)
     else:
-        _scan(<const Py_UCS4*>data, n, is_filter, &scan)
-    if _over(scan.size, max_bytes):
-        raise _fail(
-            kind_name, text, f"is {scan.size} UTF-8 bytes, over the limit of {max_bytes}"
-        )
-    if scan.rule != RULE_NONE:
-        raise _fail(kind_name, text, _rule_text(&scan))
-    if _over(scan.levels, max_levels):
-        raise _fail(
-            kind_name, text, f"has {scan.levels} levels, over the limit of {max_levels}"
-        )
+        _scan(<const Py_UCS4*>data, n, is_filter, scan)
+    return 0
+
+
+cdef inline str _kind_name(bint is_filter):
+    return "topic filter" if is_filter else "topic name"
+
+
+cdef list _levels_of(object text, Scan* scan):
     if scan.levels > MAX_NOTED_LEVELS:
         return PyUnicode_Split(text, ".", -1)
-    return _cut(text, n, &scan)
+    return _cut(text, PyUnicode_GET_LENGTH(text), scan)
+
+
+cdef list _split(object text, bint is_filter, object max_bytes, object max_levels):
+    """Validate ``text`` as a topic name or filter and return its levels."""
+    cdef Scan scan
+    _scan_text(text, is_filter, &scan)
+    if _over(scan.size, max_bytes):
+        raise _fail(
+            _kind_name(is_filter),
+            text,
+            f"is {scan.size} UTF-8 bytes, over the limit of {max_bytes}",
+        )
+    if scan.rule != RULE_NONE:
+        raise _fail(_kind_name(is_filter), text, _rule_text(&scan))
+    if _over(scan.levels, max_levels):
+        raise _fail(
+            _kind_name(is_filter),
+            text,
+            f"has {scan.levels} levels, over the limit of {max_levels}",
+        )
+    return _levels_of(text, &scan)
+
+
+cdef list _split_c(object text, bint is_filter, Py_ssize_t max_bytes, Py_ssize_t max_levels):
+    """:func:`_split` under limits a constructor checked (see ``_limit``): no objects."""
+    cdef Scan scan
+    _scan_text(text, is_filter, &scan)
+    if scan.size > max_bytes:
+        raise _fail(
+            _kind_name(is_filter),
+            text,
+            f"is {scan.size} UTF-8 bytes, over the limit of {max_bytes}",
+        )
+    if scan.rule != RULE_NONE:
+        raise _fail(_kind_name(is_filter), text, _rule_text(&scan))
+    if scan.levels > max_levels:
+        raise _fail(
+            _kind_name(is_filter),
+            text,
+            f"has {scan.levels} levels, over the limit of {max_levels}",
+        )
+    return _levels_of(text, &scan)
+
+
+cdef Py_ssize_t _limit(str name, object value) except -1:
+    """A constructor's topic limit as a C integer: an int of at least 1, clamped to a
+    Py_ssize_t (no topic is that long, so the answers stay the same)."""
+    cdef object limit = index(value)
+    if limit < 1:
+        raise ValueError(f"{name} must be at least 1, not {limit}")
+    return PY_SSIZE_T_MAX if limit >= PY_SSIZE_T_MAX else <Py_ssize_t>limit
 
 
 cdef list _cut(object text, Py_ssize_t n, Scan* scan):

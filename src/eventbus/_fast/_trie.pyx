@@ -2,10 +2,11 @@
 """Subscription trie, compiled twin of ``eventbus._trie``.
 
 The same structure as the twin (literal children by dict, one ``+`` child, the values of
-filters ending in ``#`` kept where the ``#`` stands) in ``cdef`` classes, with dicts created
-only when a node first needs them: most nodes are leaves or plain links. A match collects
-the value dicts it reaches and builds its tuple straight from the only one when there is a
-single source, the common case; several are merged in the twin's order.
+filters ending in ``#`` kept where the ``#`` stands, plain and queue values apart) in
+``cdef`` classes, with dicts created only when a node first needs them: most nodes are
+leaves or plain links. A match notes the value sets it reaches and builds its tuple straight
+from the only one when there is a single source, the common case; several are merged in the
+twin's order.
 """
 
 from cpython.dict cimport PyDict_GetItemWithError, PyDict_Next, PyDict_Update
@@ -14,7 +15,8 @@ from cpython.object cimport Py_TYPE, PyObject, PyObject_Hash, richcmpfunc
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 
-from ._grammar cimport _is_broker, _split, _wildcard
+from ._cache cimport FifoCache, capacity
+from ._grammar cimport _is_broker, _limit, _matches, _split_c, _wildcard
 
 from ._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS
 
@@ -24,11 +26,6 @@ DEFAULT_CACHE_SIZE = 4096
 
 cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object d)
-    const Py_ssize_t PY_SSIZE_T_MAX
-
-# Evicted slots at the front of the insertion-order list are dropped in one go once they
-# are at least this many and half the list, so each eviction stays O(1) amortised.
-cdef Py_ssize_t _COMPACT_AFTER = 64
 
 
 cdef inline bint _filled(dict d) noexcept:
@@ -36,32 +33,66 @@ cdef inline bint _filled(dict d) noexcept:
 
 
 cdef class _Node:
-    cdef dict children      # literal level -> _Node, None until the first
-    cdef _Node plus
-    cdef dict values        # the values of filters ending here (an ordered set)
-    cdef dict hash_values   # the values of filters ending in '#' here
-    # ``tuple(values)`` and ``tuple(hash_values)``, made by the first match that has this
-    # node as its only source and dropped when the dict changes: a repeated miss then costs
-    # no tuple and touches neither the dict nor the values.
-    cdef tuple values_tuple
-    cdef tuple hash_tuple
-
     cdef bint is_empty(self) noexcept:
         return not (
             _filled(self.children)
             or self.plus is not None
             or _filled(self.values)
             or _filled(self.hash_values)
+            or _filled(self.queue)
+            or _filled(self.hash_queue)
         )
 
-    cdef tuple as_tuple(self, bint hashes):
-        if hashes:
-            if self.hash_tuple is None:
-                self.hash_tuple = _keys(self.hash_values)
-            return self.hash_tuple
-        if self.values_tuple is None:
-            self.values_tuple = _keys(self.values)
-        return self.values_tuple
+    cdef dict set_of(self, Kind kind):
+        if kind == PLAIN:
+            return self.values
+        if kind == PLAIN_HASH:
+            return self.hash_values
+        if kind == QUEUE:
+            return self.queue
+        return self.hash_queue
+
+    cdef dict make_set(self, Kind kind):
+        cdef dict found = self.set_of(kind)
+        if found is not None:
+            return found
+        found = {}
+        if kind == PLAIN:
+            self.values = found
+        elif kind == PLAIN_HASH:
+            self.hash_values = found
+        elif kind == QUEUE:
+            self.queue = found
+        else:
+            self.hash_queue = found
+        return found
+
+    cdef tuple as_tuple(self, Kind kind):
+        if kind == PLAIN:
+            if self.values_tuple is None:
+                self.values_tuple = _keys(self.values)
+            return self.values_tuple
+        if kind == PLAIN_HASH:
+            if self.hash_values_tuple is None:
+                self.hash_values_tuple = _keys(self.hash_values)
+            return self.hash_values_tuple
+        if kind == QUEUE:
+            if self.queue_tuple is None:
+                self.queue_tuple = _keys(self.queue)
+            return self.queue_tuple
+        if self.hash_queue_tuple is None:
+            self.hash_queue_tuple = _keys(self.hash_queue)
+        return self.hash_queue_tuple
+
+    cdef void changed(self, Kind kind) noexcept:
+        if kind == PLAIN:
+            self.values_tuple = None
+        elif kind == PLAIN_HASH:
+            self.hash_values_tuple = None
+        elif kind == QUEUE:
+            self.queue_tuple = None
+        else:
+            self.hash_queue_tuple = None
 
 
 cdef tuple _keys(dict d):
@@ -93,31 +124,59 @@ cdef enum:
 ctypedef struct Sources:
     Py_ssize_t count
     PyObject* nodes[MAX_SOURCES]    # borrowed: no Python code runs until they are used
-    bint hashes[MAX_SOURCES]        # the node's hash_values, else its values
+    Kind kinds[MAX_SOURCES]
 
 
-cdef inline void _note(Sources* sources, _Node node, bint hashes) noexcept:
+cdef inline void _note(Sources* sources, _Node node, Kind kind) noexcept:
     if sources.count < MAX_SOURCES:
         sources.nodes[sources.count] = <PyObject*>node
-        sources.hashes[sources.count] = hashes
+        sources.kinds[sources.count] = kind
     sources.count += 1
 
 
-cdef int _collect(_Node node, list levels, Py_ssize_t index, Sources* sources) except -1:
+cdef int _collect(
+    _Node node, list levels, Py_ssize_t index, Sources* plain, Sources* queue
+) except -1:
     """Note the value sets of the filters under ``node`` that match ``levels[index:]``."""
     cdef PyObject* child
     if _filled(node.hash_values):
-        _note(sources, node, True)
+        _note(plain, node, PLAIN_HASH)
+    if _filled(node.hash_queue):
+        _note(queue, node, QUEUE_HASH)
     if index == PyList_GET_SIZE(levels):
         if _filled(node.values):
-            _note(sources, node, False)
+            _note(plain, node, PLAIN)
+        if _filled(node.queue):
+            _note(queue, node, QUEUE)
         return 0
     if node.children is not None:
         child = PyDict_GetItemWithError(node.children, <object>PyList_GET_ITEM(levels, index))
         if child is not NULL:
-            _collect(<_Node>child, levels, index + 1, sources)
+            _collect(<_Node>child, levels, index + 1, plain, queue)
     if node.plus is not None:
-        _collect(node.plus, levels, index + 1, sources)
+        _collect(node.plus, levels, index + 1, plain, queue)
+    return 0
+
+
+cdef int _collect_all(
+    _Node node, list levels, Py_ssize_t index, bint queue, list found
+) except -1:
+    """:func:`_collect` for many sources: append the value dicts of one kind to ``found``."""
+    cdef PyObject* child
+    cdef dict values = node.hash_queue if queue else node.hash_values
+    if _filled(values):
+        found.append(values)
+    if index == PyList_GET_SIZE(levels):
+        values = node.queue if queue else node.values
+        if _filled(values):
+            found.append(values)
+        return 0
+    if node.children is not None:
+        child = PyDict_GetItemWithError(node.children, <object>PyList_GET_ITEM(levels, index))
+        if child is not NULL:
+            _collect_all(<_Node>child, levels, index + 1, queue, found)
+    if node.plus is not None:
+        _collect_all(node.plus, levels, index + 1, queue, found)
     return 0
 
 
@@ -139,7 +198,7 @@ cdef tuple _by_identity(Sources* sources):
     cdef tuple result
     cdef PyObject* item
     for index in range(sources.count):
-        values = (<_Node>sources.nodes[index]).as_tuple(sources.hashes[index])
+        values = (<_Node>sources.nodes[index]).as_tuple(sources.kinds[index])
         size = PyTuple_GET_SIZE(values)
         if count + size > MAX_MERGED:
             return None
@@ -167,43 +226,48 @@ cdef tuple _by_identity(Sources* sources):
     return result
 
 
-cdef int _collect_all(_Node node, list levels, Py_ssize_t index, list found) except -1:
-    """:func:`_collect` for many sources: append the value dicts themselves to ``found``."""
-    cdef PyObject* child
-    if _filled(node.hash_values):
-        found.append(node.hash_values)
-    if index == PyList_GET_SIZE(levels):
-        if _filled(node.values):
-            found.append(node.values)
-        return 0
-    if node.children is not None:
-        child = PyDict_GetItemWithError(node.children, <object>PyList_GET_ITEM(levels, index))
-        if child is not NULL:
-            _collect_all(<_Node>child, levels, index + 1, found)
-    if node.plus is not None:
-        _collect_all(node.plus, levels, index + 1, found)
-    return 0
+cdef tuple _union(Sources* sources, _Node start, list levels, Py_ssize_t offset, bint queue):
+    """The distinct values of the noted sets, in the twin's order."""
+    cdef tuple result
+    cdef list found
+    cdef dict merged
+    cdef Py_ssize_t index
+    if sources.count == 0:
+        return ()
+    if sources.count == 1:
+        return (<_Node>sources.nodes[0]).as_tuple(sources.kinds[0])
+    if sources.count <= MAX_SOURCES:
+        result = _by_identity(sources)
+        if result is not None:
+            return result
+    # Merging may run __eq__ of the values: hold the dicts first.
+    found = []
+    if sources.count <= MAX_SOURCES:
+        for index in range(sources.count):
+            found.append((<_Node>sources.nodes[index]).set_of(sources.kinds[index]))
+    else:
+        _collect_all(start, levels, offset, queue, found)
+    merged = {}
+    for index in range(PyList_GET_SIZE(found)):
+        PyDict_Update(merged, <object>PyList_GET_ITEM(found, index))
+    return _keys(merged)
 
 
-cdef int _remove(_Node node, bint hashes, object value) except -1:
-    """1 if ``value`` was in the node's (hash) values and is removed, else 0."""
-    cdef dict target = node.hash_values if hashes else node.values
+cdef int _remove(_Node node, Kind kind, object value) except -1:
+    """1 if ``value`` was in the node's set of that kind and is removed, else 0."""
+    cdef dict target = node.set_of(kind)
     if target is None:
-        # The twin tests membership in an empty dict, which hashes the value (and fails
-        # for an unhashable one); do the same.
+        # Values must be hashable whether or not the set exists yet.
         PyObject_Hash(value)
         return 0
     if value not in target:
         return 0
-    if hashes:
-        node.hash_tuple = None
-    else:
-        node.values_tuple = None
+    node.changed(kind)
     del target[value]
     return 1
 
 
-cdef int _discard(_Node node, list levels, Py_ssize_t index, object value) except -1:
+cdef int _discard(_Node node, list levels, Py_ssize_t index, object value, bint queue) except -1:
     """Remove ``value`` under the filter ``levels[index:]``; prune the nodes it empties."""
     cdef str level
     cdef Py_UCS4 wild
@@ -211,11 +275,11 @@ cdef int _discard(_Node node, list levels, Py_ssize_t index, object value) excep
     cdef _Node child
     cdef int removed
     if index == PyList_GET_SIZE(levels):
-        return _remove(node, False, value)
+        return _remove(node, QUEUE if queue else PLAIN, value)
     level = <str>PyList_GET_ITEM(levels, index)
     wild = _wildcard(level)
     if wild == c"#":
-        return _remove(node, True, value)
+        return _remove(node, QUEUE_HASH if queue else PLAIN_HASH, value)
     if wild == c"+":
         child = node.plus
     else:
@@ -227,7 +291,7 @@ cdef int _discard(_Node node, list levels, Py_ssize_t index, object value) excep
         child = <_Node>found
     if child is None:
         return 0
-    removed = _discard(child, levels, index + 1, value)
+    removed = _discard(child, levels, index + 1, value, queue)
     if removed and child.is_empty():
         if wild == c"+":
             node.plus = None
@@ -239,29 +303,16 @@ cdef int _discard(_Node node, list levels, Py_ssize_t index, object value) excep
 cdef class TopicTrie:
     """Maps topic filters to values; ``match(topic)`` gives the values whose filters match.
 
-    Each ``(filter, value)`` pair is stored once. Values may be any hashable objects.
+    Each ``(filter, value)`` pair is stored once, as a plain or (``queue=True``) a queue
+    value; the two kinds are separate sets. Values may be any hashable objects.
     ``cache_size`` bounds the match cache (oldest entries go first); 0 disables it.
+    The limits are checked here: ints, the topic limits at least 1; a
+    ``cache_size`` below 1 means no cache.
     """
 
-    cdef _Node _root
-    cdef dict _cache
-    # The cached topics in insertion order: ``_order[_head:]`` are the keys of ``_cache``.
-    cdef list _order
-    cdef Py_ssize_t _head
-    cdef object _cache_size
-    # When ``cache_size`` is an int, the bound in C (clamped; 0 means no cache) ...
-    cdef Py_ssize_t _capacity
-    # ... else compared as Python compares it, on each miss.
-    cdef bint _capacity_is_c
-    cdef Py_ssize_t _count
-    cdef unsigned long long _generation
-    cdef object _max_bytes
-    cdef object _max_levels
-
-    def __cinit__(self, *args, **kwargs):
+    def __cinit__(self):
         self._root = _Node.__new__(_Node)
-        self._cache = {}
-        self._order = []
+        self._cache = FifoCache.__new__(FifoCache)
 
     def __init__(
         self,
@@ -270,23 +321,9 @@ cdef class TopicTrie:
         max_bytes=DEFAULT_MAX_BYTES,
         max_levels=DEFAULT_MAX_LEVELS,
     ):
-        self._root = _Node.__new__(_Node)
-        self._cache = {}
-        self._order = []
-        self._head = 0
-        self._cache_size = cache_size
-        self._capacity_is_c = type(cache_size) is int
-        if self._capacity_is_c:
-            if cache_size <= 0:
-                self._capacity = 0
-            elif cache_size >= PY_SSIZE_T_MAX:
-                self._capacity = PY_SSIZE_T_MAX
-            else:
-                self._capacity = cache_size
-        self._count = 0
-        self._generation = 0
-        self._max_bytes = max_bytes
-        self._max_levels = max_levels
+        self._max_bytes = _limit("max_bytes", max_bytes)
+        self._max_levels = _limit("max_levels", max_levels)
+        self._cache.capacity = capacity(cache_size)
 
     def __len__(self):
         return self._count
@@ -296,13 +333,13 @@ cdef class TopicTrie:
         """Increases on every change, so callers can cache results of their own."""
         return self._generation
 
-    def add(self, topic_filter, value):
+    def add(self, topic_filter, value, *, bint queue=False):
         """Add ``value`` under ``topic_filter``; False if that pair was already there."""
-        cdef list levels = _split(topic_filter, True, self._max_bytes, self._max_levels)
+        cdef list levels = _split_c(topic_filter, True, self._max_bytes, self._max_levels)
         cdef _Node node = self._root
         cdef _Node child
-        cdef dict target = None
-        cdef bint hashes = False
+        cdef dict target
+        cdef Kind kind = QUEUE if queue else PLAIN
         cdef str level
         cdef Py_UCS4 wild
         cdef PyObject* found
@@ -311,10 +348,7 @@ cdef class TopicTrie:
             level = <str>PyList_GET_ITEM(levels, index)
             wild = _wildcard(level)
             if wild == c"#":
-                if node.hash_values is None:
-                    node.hash_values = {}
-                target = node.hash_values
-                hashes = True
+                kind = QUEUE_HASH if queue else PLAIN_HASH
                 break
             if wild == c"+":
                 if node.plus is None:
@@ -330,46 +364,54 @@ cdef class TopicTrie:
                     node = child
                 else:
                     node = <_Node>found
-        if target is None:
-            if node.values is None:
-                node.values = {}
-            target = node.values
+        target = node.make_set(kind)
         if value in target:
             return False
-        if hashes:
-            node.hash_tuple = None
-        else:
-            node.values_tuple = None
+        node.changed(kind)
         target[value] = None
-        self._changed(1)
+        self._changed(levels, 1)
         return True
 
-    def discard(self, topic_filter, value):
+    def discard(self, topic_filter, value, *, bint queue=False):
         """Remove ``value`` from ``topic_filter``; False if that pair was not there."""
-        cdef list levels = _split(topic_filter, True, self._max_bytes, self._max_levels)
-        if not _discard(self._root, levels, 0, value):
+        cdef list levels = _split_c(topic_filter, True, self._max_bytes, self._max_levels)
+        if not _discard(self._root, levels, 0, value, queue):
             return False
-        self._changed(-1)
+        self._changed(levels, -1)
         return True
 
     def match(self, topic):
-        """The distinct values whose filters match ``topic`` (validated), each once."""
-        cdef PyObject* cached = PyDict_GetItemWithError(self._cache, topic)
-        cdef _Node node
+        """The distinct values whose filters match ``topic`` (validated), each once:
+        the plain ones, then the queue values not among them."""
+        cdef tuple entry = self._lookup(topic)
+        cdef tuple plain = <tuple>PyTuple_GET_ITEM(entry, 0)
+        cdef tuple queue = <tuple>PyTuple_GET_ITEM(entry, 1)
+        if PyTuple_GET_SIZE(queue) == 0:
+            return plain
+        return tuple(dict.fromkeys(plain + queue))
+
+    def match_split(self, topic):
+        """``(plain, queue)``: the distinct plain and the distinct queue values whose
+        filters match ``topic`` (validated), each in the order :meth:`match` gives them."""
+        cdef tuple entry = self._lookup(topic)
+        return (<object>PyTuple_GET_ITEM(entry, 0), <object>PyTuple_GET_ITEM(entry, 1))
+
+    cdef tuple _lookup(self, object topic):
+        """The cache entry of ``topic``, made on a miss."""
+        cdef PyObject* cached = PyDict_GetItemWithError(self._cache.items, topic)
         if cached is not NULL:
-            return <object>cached
-        cdef list levels = _split(topic, False, self._max_bytes, self._max_levels)
-        cdef Sources sources
+            return <tuple>cached
+        cdef list levels = _split_c(topic, False, self._max_bytes, self._max_levels)
+        cdef Sources plain
+        cdef Sources queue
         cdef str first = <str>PyList_GET_ITEM(levels, 0)
         cdef _Node root = self._root
         cdef _Node start = root
         cdef Py_ssize_t offset = 0
         cdef PyObject* child
-        cdef Py_ssize_t index
-        cdef list found
-        cdef dict merged
-        cdef tuple result
-        sources.count = 0
+        cdef tuple entry
+        plain.count = 0
+        queue.count = 0
         if _is_broker(first):
             # Wildcards at the first level never reach broker ($) topics.
             start = None
@@ -379,65 +421,23 @@ cdef class TopicTrie:
                 if child is not NULL:
                     start = <_Node>child
         if start is not None:
-            _collect(start, levels, offset, &sources)
-        if sources.count == 0:
-            result = ()
-        elif sources.count == 1:
-            result = (<_Node>sources.nodes[0]).as_tuple(sources.hashes[0])
-        else:
-            result = _by_identity(&sources) if sources.count <= MAX_SOURCES else None
-            if result is None:
-                # Merging may run __eq__ of the values: hold the dicts first.
-                found = []
-                if sources.count <= MAX_SOURCES:
-                    for index in range(sources.count):
-                        node = <_Node>sources.nodes[index]
-                        found.append(node.hash_values if sources.hashes[index] else node.values)
-                else:
-                    _collect_all(start, levels, offset, found)
-                merged = {}
-                for index in range(PyList_GET_SIZE(found)):
-                    PyDict_Update(merged, <object>PyList_GET_ITEM(found, index))
-                result = _keys(merged)
-        self._remember(topic, result)
-        return result
+            _collect(start, levels, offset, &plain, &queue)
+        entry = (
+            _union(&plain, start, levels, offset, False),
+            _union(&queue, start, levels, offset, True),
+            levels,
+        )
+        self._cache.put(topic, entry)
+        return entry
 
-    cdef int _remember(self, object topic, tuple result) except -1:
-        cdef object size
-        if self._capacity_is_c:
-            if self._capacity == 0:
-                return 0
-            if PyDict_GET_SIZE(self._cache) >= self._capacity:
-                self._evict()
-        else:
-            size = self._cache_size
-            if not size > 0:
-                return 0
-            if len(self._cache) >= size:
-                self._evict()
-        self._cache[topic] = result
-        self._order.append(topic)
-        return 0
-
-    cdef int _evict(self) except -1:
-        cdef list order = self._order
-        cdef object oldest
-        if self._head >= PyList_GET_SIZE(order):
-            raise IndexError("pop from an empty deque")
-        oldest = order[self._head]
-        order[self._head] = None
-        self._head += 1
-        if self._head >= _COMPACT_AFTER and 2 * self._head >= PyList_GET_SIZE(order):
-            del order[: self._head]
-            self._head = 0
-        del self._cache[oldest]
-        return 0
-
-    cdef int _changed(self, Py_ssize_t delta) except -1:
+    cdef int _changed(self, list flevels, Py_ssize_t delta) except -1:
+        cdef tuple pair
         self._count += delta
         self._generation += 1
-        if PyList_GET_SIZE(self._order):
-            self._cache.clear()
-            self._order = []
-            self._head = 0
+        if PyDict_GET_SIZE(self._cache.items) == 0:
+            return 0
+        # Only the cached topics the changed filter matches can have a new answer.
+        for pair in self._cache.entries():
+            if _matches(flevels, <list>PyTuple_GET_ITEM(<tuple>PyTuple_GET_ITEM(pair, 1), 2)):
+                self._cache.drop(<object>PyTuple_GET_ITEM(pair, 0))
         return 0

@@ -2,7 +2,9 @@
 
 Plain subscriptions put the connection itself in the trie, so a connection whose several
 filters match an event still gets it once. A shared subscription (queue group) puts one
-``_Group`` in the trie for each ``(filter, group)``; each event goes to one member, in turn.
+``_Group`` in the trie, as a queue value, for each ``(filter, group)``; each event goes to
+one member, in turn. The trie returns the two kinds apart (as nats-server's sublist does),
+so an event without groups costs no type test and no set of the connections reached.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Router:
             entry = self._groups.get(key)
             if entry is None:
                 entry = _Group(topic_filter, group)
-                self._trie.add(topic_filter, entry)
+                self._trie.add(topic_filter, entry, queue=True)
                 self._groups[key] = entry
             entry.members.append(session)
         else:
@@ -68,7 +70,7 @@ class Router:
             shared.members.remove(session)
             if not shared.members:
                 del self._groups[key]
-                self._trie.discard(topic_filter, shared)
+                self._trie.discard(topic_filter, shared, queue=True)
         else:
             refs = session.filter_refs
             refs[topic_filter] -= 1
@@ -98,20 +100,30 @@ class Router:
 
         Returns ``(delivered, dropped)`` counted in connections. Raises ``InvalidTopic``.
         """
-        targets = self._trie.match(topic)
+        # The trie holds connections as plain values and groups as queue values only.
+        found: tuple[tuple[Session, ...], tuple[_Group, ...]]
+        found = self._trie.match_split(topic)  # type: ignore[assignment]
+        sessions, groups = found
         delivered = dropped = 0
-        seen: set[Session] | None = None
-        for target in targets:
-            if type(target) is _Group:
-                if seen is None:
-                    seen = {t for t in targets if type(t) is Session}
-                session = target.pick()
-                if session in seen:
-                    continue
-                seen.add(session)
-            else:
-                session = target  # type: ignore[assignment]
+        for session in sessions:
             if session.closed:  # being disconnected: neither delivered nor a loss
+                continue
+            if session.deliver(data, stream):
+                delivered += 1
+                if reply_to:
+                    session.allow_reply(reply_to)
+            else:
+                dropped += 1
+        if not groups:
+            return delivered, dropped
+        # A member that is also a plain subscriber, or in two matching groups, gets it once.
+        seen = set(sessions)
+        for group in groups:
+            session = group.pick()
+            if session in seen:
+                continue
+            seen.add(session)
+            if session.closed:
                 continue
             if session.deliver(data, stream):
                 delivered += 1
