@@ -246,7 +246,13 @@ class Client:
             return None
         link = self._link
         link.send(data)  # written with whatever else this loop turn sends
-        await link.drain()
+        try:
+            await link.drain()
+        except ConnectionLost as exc:
+            # Handed over before the connection broke: in transit, and a gap subscribers
+            # will see. Only a client that will not reconnect has to hear of it here.
+            if not self._may_reconnect(exc):
+                raise
         return None
 
     async def publish_many(self, events: Iterable[tuple[str, bytes | bytearray | Message]]) -> int:
