@@ -14,7 +14,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-FAST_MODULES = ["_grammar", "_trie", "_rights", "_framing"]
+FAST_MODULES = ["_grammar", "_trie", "_rights", "_framing", "_wire"]
 
 IN_CIBUILDWHEEL = os.environ.get("CIBUILDWHEEL") == "1"
 NO_EXTENSIONS = bool(os.environ.get("EVENTBUS_NO_EXTENSIONS")) or (

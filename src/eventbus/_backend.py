@@ -11,13 +11,22 @@ from typing import TYPE_CHECKING
 __all__ = [
     "ADMIN",
     "BACKEND",
+    "FRAME_EVENT",
+    "FRAME_PUBLISH",
     "PUBLISH",
     "SUBSCRIBE",
+    "EventView",
     "FrameSplitter",
+    "PublishView",
     "RightsTable",
     "TopicTrie",
+    "decode_event",
+    "decode_publish",
+    "encode_event",
+    "encode_publish",
     "filter_covers",
     "filter_levels",
+    "frame_kind",
     "topic_levels",
     "topic_matches",
     "validate_filter",
@@ -39,6 +48,17 @@ if TYPE_CHECKING:
     )
     from ._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
     from ._trie import TopicTrie
+    from ._wire import (
+        FRAME_EVENT,
+        FRAME_PUBLISH,
+        EventView,
+        PublishView,
+        decode_event,
+        decode_publish,
+        encode_event,
+        encode_publish,
+        frame_kind,
+    )
 else:
     if not NO_EXTENSIONS:
         try:
@@ -53,6 +73,17 @@ else:
             )
             from ._fast._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
             from ._fast._trie import TopicTrie
+            from ._fast._wire import (
+                FRAME_EVENT,
+                FRAME_PUBLISH,
+                EventView,
+                PublishView,
+                decode_event,
+                decode_publish,
+                encode_event,
+                encode_publish,
+                frame_kind,
+            )
         except ImportError:
             NO_EXTENSIONS = True
 
@@ -68,5 +99,16 @@ else:
         )
         from ._rights import ADMIN, PUBLISH, SUBSCRIBE, RightsTable
         from ._trie import TopicTrie
+        from ._wire import (
+            FRAME_EVENT,
+            FRAME_PUBLISH,
+            EventView,
+            PublishView,
+            decode_event,
+            decode_publish,
+            encode_event,
+            encode_publish,
+            frame_kind,
+        )
 
 BACKEND = "python" if NO_EXTENSIONS else "cython"
