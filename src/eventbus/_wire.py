@@ -283,8 +283,8 @@ def _body_spans(data: bytes, kind: int, what: str) -> list[tuple[int, int]]:
             else:
                 spans.clear()
     if last != kind:
-        found = f"its body is field {last}" if last else "it has no body"
-        raise ProtocolError(f"frame of {len(data)} bytes is not a {what}: {found}")
+        found = f"has body field {last}" if last else "has no body"
+        raise ProtocolError(f"{what} expected: the frame of {len(data)} bytes {found}")
     return spans
 
 

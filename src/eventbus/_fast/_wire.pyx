@@ -196,8 +196,8 @@ cdef Py_ssize_t _body_start(
             if last != kind:
                 start = pos
     if last != kind:
-        found = f"its body is field {last}" if last else "it has no body"
-        raise ProtocolError(f"frame of {size} bytes is not a {what}: {found}")
+        found = f"has body field {last}" if last else "has no body"
+        raise ProtocolError(f"{what} expected: the frame of {size} bytes {found}")
     return start
 
 
