@@ -26,8 +26,9 @@ import eventbus._framing
 import eventbus._grammar
 import eventbus._rights
 import eventbus._trie
+import eventbus._wire
 
-_NAMES = ("grammar", "trie", "rights", "framing")
+_NAMES = ("grammar", "trie", "rights", "framing", "wire")
 
 _PY = SimpleNamespace(
     name="python",
@@ -35,6 +36,7 @@ _PY = SimpleNamespace(
     trie=eventbus._trie,
     rights=eventbus._rights,
     framing=eventbus._framing,
+    wire=eventbus._wire,
 )
 
 

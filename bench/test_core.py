@@ -2,11 +2,12 @@
 
 One group per operation (per subscription count for the trie), each run on both backends:
 the two rows of a group are the compiled core and its pure-Python twin, and the factor in
-parentheses is relative to the faster. The encoding groups compare instead the hand-written
-encoders of the hot path (``encode_event``, ``encode_publish``) with building the same frame
-as protobuf messages; the broker groups replay ``Broker._on_publish`` step by step. Every
-benchmark warms up before it is measured. There are no timing asserts: the numbers and the
-targets they are read against are in ``docs/performance.md``.
+parentheses is relative to the faster. The wire groups (``encode_event``, ``encode_publish``,
+``decode_publish``, ``decode_event``) have three rows: the compiled wire twin, the
+pure-Python one and the generated protobuf classes doing the same work; the broker groups
+replay ``Broker._on_publish`` step by step. Every benchmark warms up before it is measured.
+There are no timing asserts: the numbers and the targets they are read against are in
+``docs/performance.md``.
 
 How a cache miss is measured: the trie keeps its default cache (4096 topics, oldest out
 first) and each call matches the next of 8192 distinct topics in turn, so by the time a
@@ -19,6 +20,7 @@ broker. ``test_cold_rotation_misses`` checks that it does miss. Cached calls rot
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import time
 from types import SimpleNamespace
@@ -38,7 +40,7 @@ from workloads import (
 from eventbus.acl import Grant, default_policy
 from eventbus.broker._routing import Router
 from eventbus.broker._session import Session
-from eventbus.protocol import encode_event, encode_frame, encode_publish, encode_publisher
+from eventbus.protocol import encode_event, encode_frame, encode_publisher
 from eventbus.transport import PeerCredentials
 from eventbus.v1 import frames_pb2
 
@@ -311,76 +313,141 @@ def _event_protobuf(payload: bytes, timestamp_ns: int) -> bytes:
     return encode_frame(frames_pb2.Frame(event=envelope))
 
 
+HOWS = ["cython", "python", "protobuf"]
+
+
+def wire_of(how: str) -> Any:
+    """The wire twin of a row (``cython``, ``python``), skipped when it is not built."""
+    if how == "python":
+        return importlib.import_module("eventbus._wire")
+    try:
+        return importlib.import_module("eventbus._fast._wire")
+    except ImportError as exc:
+        pytest.skip(f"compiled core not built ({exc})")
+
+
 @pytest.mark.parametrize("size", SIZES_B, ids=SIZE_IDS)
-@pytest.mark.parametrize("how", ["encode_event", "protobuf"])
+@pytest.mark.parametrize("how", HOWS)
 def test_encode_event(benchmark: Any, size: int, how: str) -> None:
     """The broker, per event: one Event frame with its length prefix (timestamp included)."""
-    benchmark.group = f"encode an Event frame (broker), {size} B payload"
+    benchmark.group = f"encode_event: an Event frame (broker), {size} B payload"
     payload = b"x" * size
-    assert encode_event(SAMPLE_TOPIC, payload, 1, _PUBLISHER) == _event_protobuf(payload, 1)
     time_ns = time.time_ns
-    if how == "encode_event":
-
-        def encode() -> bytes:
-            return encode_event(SAMPLE_TOPIC, payload, time_ns(), _PUBLISHER, b"", "")
-
-    else:
+    if how == "protobuf":
 
         def encode() -> bytes:
             return _event_protobuf(payload, time_ns())
+
+    else:
+        encode_event = wire_of(how).encode_event
+        assert encode_event(SAMPLE_TOPIC, payload, 1, _PUBLISHER) == _event_protobuf(payload, 1)
+
+        def encode() -> bytes:
+            return encode_event(SAMPLE_TOPIC, payload, time_ns(), _PUBLISHER, b"", "")
 
     benchmark(encode)
 
 
 @pytest.mark.parametrize("size", SIZES_B, ids=SIZE_IDS)
-@pytest.mark.parametrize("how", ["encode_publish", "protobuf"])
+@pytest.mark.parametrize("how", HOWS)
 def test_encode_publish(benchmark: Any, size: int, how: str) -> None:
     """The client, per unconfirmed publish: one Publish frame, checked against the limit."""
-    benchmark.group = f"encode a Publish frame (client), {size} B payload"
+    benchmark.group = f"encode_publish: a Publish frame (client), {size} B payload"
     payload = b"x" * size
     Frame, Publish = frames_pb2.Frame, frames_pb2.Publish
-    expected = (len(_publish_body(size))).to_bytes(4, "little") + _publish_body(size)
-    assert encode_publish(SAMPLE_TOPIC, payload, max_frame=_MAX_FRAME) == expected
-    if how == "encode_publish":
-
-        def encode() -> bytes:
-            return encode_publish(SAMPLE_TOPIC, payload, 0, b"", "", max_frame=_MAX_FRAME)
-
-    else:
+    if how == "protobuf":
 
         def encode() -> bytes:
             return encode_frame(
                 Frame(publish=Publish(topic=SAMPLE_TOPIC, payload=payload)), max_frame=_MAX_FRAME
             )
 
+    else:
+        encode_publish = wire_of(how).encode_publish
+        expected = (len(_publish_body(size))).to_bytes(4, "little") + _publish_body(size)
+        assert encode_publish(SAMPLE_TOPIC, payload, max_frame=_MAX_FRAME) == expected
+
+        def encode() -> bytes:
+            return encode_publish(SAMPLE_TOPIC, payload, 0, b"", "", max_frame=_MAX_FRAME)
+
     benchmark(encode)
 
 
 @pytest.mark.parametrize("size", SIZES_B, ids=SIZE_IDS)
-def test_decode_publish(benchmark: Any, size: int) -> None:
-    benchmark.group = "protobuf: decode a Publish frame (broker)"
+@pytest.mark.parametrize("how", HOWS)
+def test_decode_publish(benchmark: Any, size: int, how: str) -> None:
+    """The broker, per publish: the frame's kind, then its topic and payload."""
+    benchmark.group = f"decode_publish: a Publish frame (broker), {size} B payload"
     body = _publish_body(size)
-    from_string = frames_pb2.Frame.FromString
+    if how == "protobuf":
+        from_string = frames_pb2.Frame.FromString
 
-    def decode() -> tuple[str, bytes]:
-        publish = from_string(body).publish
-        return publish.topic, publish.payload
+        def decode() -> tuple[str, bytes]:
+            frame = from_string(body)
+            frame.WhichOneof("body")
+            publish = frame.publish
+            return publish.topic, publish.payload
 
+    else:
+        wire = wire_of(how)
+        frame_kind, decode_publish, kind = wire.frame_kind, wire.decode_publish, wire.FRAME_PUBLISH
+
+        def decode() -> tuple[str, bytes]:
+            assert frame_kind(body) == kind
+            publish = decode_publish(body)
+            return publish.topic, publish.payload
+
+    assert decode() == (SAMPLE_TOPIC, b"x" * size)
     benchmark(decode)
 
 
+def _event_body(size: int) -> bytes:
+    identity = frames_pb2.ProcessIdentity()
+    identity.CopyFrom(_IDENTITY)
+    identity.instance_id = 0x1234_5678_9ABC_DEF0
+    publisher = encode_publisher(identity)
+    return encode_event(SAMPLE_TOPIC, b"x" * size, time.time_ns(), publisher, sequence=42)[4:]
+
+
 @pytest.mark.parametrize("size", SIZES_B, ids=SIZE_IDS)
-def test_decode_event(benchmark: Any, size: int) -> None:
-    benchmark.group = "protobuf: decode an Event frame (subscriber)"
-    body = encode_event(SAMPLE_TOPIC, b"x" * size, time.time_ns(), _PUBLISHER)[4:]
-    from_string = frames_pb2.Frame.FromString
+@pytest.mark.parametrize("how", HOWS)
+@pytest.mark.parametrize("reads", ["ids", "publisher"])
+def test_decode_event(benchmark: Any, size: int, how: str, reads: str) -> None:
+    """The subscriber, per event: kind, topic, payload and the publisher's instance id and
+    sequence (gap detection), read from the raw bytes (``ids``) or from the parsed
+    identity (``publisher``, the lazy parse; for protobuf both are the same)."""
+    benchmark.group = f"decode_event + {reads}: an Event frame (subscriber), {size} B payload"
+    body = _event_body(size)
+    if how == "protobuf":
+        from_string = frames_pb2.Frame.FromString
 
-    def decode() -> tuple[str, bytes]:
-        frame = from_string(body)
-        frame.WhichOneof("body")
-        event = frame.event
-        return event.topic, event.payload
+        def decode() -> tuple[str, bytes, int, int]:
+            frame = from_string(body)
+            frame.WhichOneof("body")
+            event = frame.event
+            publisher = event.publisher
+            return event.topic, event.payload, publisher.instance_id, publisher.sequence
 
+    elif reads == "ids":
+        wire = wire_of(how)
+        frame_kind, decode_event, kind = wire.frame_kind, wire.decode_event, wire.FRAME_EVENT
+
+        def decode() -> tuple[str, bytes, int, int]:
+            assert frame_kind(body) == kind
+            event = decode_event(body)
+            return event.topic, event.payload, event.publisher_instance_id, event.publisher_sequence
+
+    else:
+        wire = wire_of(how)
+        frame_kind, decode_event, kind = wire.frame_kind, wire.decode_event, wire.FRAME_EVENT
+
+        def decode() -> tuple[str, bytes, int, int]:
+            assert frame_kind(body) == kind
+            event = decode_event(body)
+            publisher = event.publisher
+            return event.topic, event.payload, publisher.instance_id, publisher.sequence
+
+    assert decode() == (SAMPLE_TOPIC, b"x" * size, 0x1234_5678_9ABC_DEF0, 42)
     benchmark(decode)
 
 

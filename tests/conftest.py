@@ -15,6 +15,7 @@ import eventbus._framing
 import eventbus._grammar
 import eventbus._rights
 import eventbus._trie
+import eventbus._wire
 
 _PY = SimpleNamespace(
     name="python",
@@ -22,6 +23,7 @@ _PY = SimpleNamespace(
     trie=eventbus._trie,
     rights=eventbus._rights,
     framing=eventbus._framing,
+    wire=eventbus._wire,
 )
 
 
@@ -29,7 +31,7 @@ def _compiled() -> SimpleNamespace | None:
     try:
         modules = {
             name: importlib.import_module(f"eventbus._fast._{name}")
-            for name in ("grammar", "trie", "rights", "framing")
+            for name in ("grammar", "trie", "rights", "framing", "wire")
         }
     except ImportError:
         return None

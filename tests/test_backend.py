@@ -112,4 +112,13 @@ _HOME = {
     "topic_matches": "grammar",
     "validate_filter": "grammar",
     "validate_topic": "grammar",
+    "FRAME_EVENT": "wire",
+    "FRAME_PUBLISH": "wire",
+    "EventView": "wire",
+    "PublishView": "wire",
+    "decode_event": "wire",
+    "decode_publish": "wire",
+    "encode_event": "wire",
+    "encode_publish": "wire",
+    "frame_kind": "wire",
 }

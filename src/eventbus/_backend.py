@@ -15,13 +15,22 @@ from typing import TYPE_CHECKING
 __all__ = [
     "ADMIN",
     "BACKEND",
+    "FRAME_EVENT",
+    "FRAME_PUBLISH",
     "PUBLISH",
     "SUBSCRIBE",
+    "EventView",
     "FrameSplitter",
+    "PublishView",
     "RightsTable",
     "TopicTrie",
+    "decode_event",
+    "decode_publish",
+    "encode_event",
+    "encode_publish",
     "filter_covers",
     "filter_levels",
+    "frame_kind",
     "topic_levels",
     "topic_matches",
     "validate_filter",
@@ -39,7 +48,7 @@ def no_extensions_requested() -> bool:
 
 
 # The twinned modules; each exists as eventbus._<name> and eventbus._fast._<name>.
-_TWINS = ("_framing", "_grammar", "_rights", "_trie")
+_TWINS = ("_framing", "_grammar", "_rights", "_trie", "_wire")
 
 
 def _import_twins(package: str) -> tuple[ModuleType, ...]:
@@ -50,7 +59,7 @@ NO_EXTENSIONS = no_extensions_requested()
 
 if TYPE_CHECKING:
     # Both twins have the same API; type-check against the reference.
-    from . import _framing, _grammar, _rights, _trie
+    from . import _framing, _grammar, _rights, _trie, _wire
 else:
     _core = None
     if not NO_EXTENSIONS:
@@ -58,7 +67,7 @@ else:
             _core = _import_twins(f"{__package__}._fast")
         except ImportError:
             NO_EXTENSIONS = True
-    _framing, _grammar, _rights, _trie = _core or _import_twins(__package__)
+    _framing, _grammar, _rights, _trie, _wire = _core or _import_twins(__package__)
 
 FrameSplitter = _framing.FrameSplitter
 filter_covers = _grammar.filter_covers
@@ -72,5 +81,14 @@ PUBLISH = _rights.PUBLISH
 SUBSCRIBE = _rights.SUBSCRIBE
 RightsTable = _rights.RightsTable
 TopicTrie = _trie.TopicTrie
+FRAME_EVENT = _wire.FRAME_EVENT
+FRAME_PUBLISH = _wire.FRAME_PUBLISH
+EventView = _wire.EventView
+PublishView = _wire.PublishView
+decode_event = _wire.decode_event
+decode_publish = _wire.decode_publish
+encode_event = _wire.encode_event
+encode_publish = _wire.encode_publish
+frame_kind = _wire.frame_kind
 
 BACKEND = "python" if NO_EXTENSIONS else "cython"

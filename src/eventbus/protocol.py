@@ -13,6 +13,7 @@ from typing import Final
 
 from google.protobuf.message import DecodeError
 
+from eventbus._backend import encode_event, encode_publish
 from eventbus._framing import DEFAULT_MAX_FRAME
 from eventbus.errors import (
     ConnectionLost,
@@ -103,141 +104,14 @@ _CODE_FOR_EXCEPTION: Final[tuple[tuple[type[BaseException], frames_pb2.ErrorCode
 )
 
 
-def _varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int."""
-    if value < 0x80:
-        return _SMALL_VARINTS[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL_VARINTS: Final = tuple(bytes((n,)) for n in range(0x80))
-_pack_fixed64: Final = struct.Struct("<Q").pack
-# Tags (field number << 3 | wire type) of Frame.event and the EventEnvelope fields.
-_TAG_EVENT: Final = b"\x4a"
-_TAG_TOPIC: Final = b"\x0a"
-_TAG_PAYLOAD: Final = b"\x12"
-_TAG_TIMESTAMP: Final = b"\x19"
-_TAG_PUBLISHER: Final = b"\x22"
-_TAG_CORRELATION: Final = b"\x2a"
-_TAG_REPLY_TO: Final = b"\x32"
-# ProcessIdentity.sequence (field 8, varint): the last field, so it can follow the fixed part.
-_TAG_SEQUENCE: Final = b"\x40"
-
-
-def _frame(tag: bytes, parts: list[bytes]) -> bytes:
-    """Length prefix + a Frame whose one field ``tag`` holds the message made of ``parts``."""
-    body = b"".join(parts)
-    head = tag + _varint(len(body))
-    return _pack_length(len(head) + len(body)) + head + body
-
-
 def encode_publisher(identity: frames_pb2.ProcessIdentity) -> bytes:
     """The fixed part of ``EventEnvelope.publisher`` (the identity without its sequence),
-    serialized once per connection for :func:`encode_event`."""
+    serialized once per connection for :func:`encode_event`.
+
+    :func:`encode_event` and :func:`encode_publish`, the hand-written encoders of the hot
+    path, come from the selected core (``eventbus._wire`` or its compiled twin).
+    """
     return identity.SerializeToString()
-
-
-def encode_event(
-    topic: str,
-    payload: bytes,
-    timestamp_ns: int,
-    publisher: bytes,
-    correlation: bytes = b"",
-    reply_to: str = "",
-    sequence: int = 0,
-) -> bytes:
-    """A length-prefixed ``Frame{event: EventEnvelope}``, byte-compatible with protobuf's.
-
-    The broker's hot path: the same bytes as building the messages and serializing them,
-    without creating any message object. ``publisher`` comes from :func:`encode_publisher`
-    and ``sequence`` (0: none) is appended to it as ``publisher.sequence``; ``correlation``
-    is a serialized ``CorrelationMetadata`` (empty when absent).
-    """
-    topic_bytes = topic.encode()
-    if sequence:
-        numbered = _TAG_SEQUENCE + _varint(sequence)
-        publisher_parts = (
-            _TAG_PUBLISHER,
-            _varint(len(publisher) + len(numbered)),
-            publisher,
-            numbered,
-        )
-    else:
-        publisher_parts = (_TAG_PUBLISHER, _varint(len(publisher)), publisher, b"")
-    parts = [
-        _TAG_TOPIC,
-        _varint(len(topic_bytes)),
-        topic_bytes,
-        _TAG_PAYLOAD,
-        _varint(len(payload)),
-        payload,
-        _TAG_TIMESTAMP,
-        _pack_fixed64(timestamp_ns),
-        *publisher_parts,
-    ]
-    if correlation:
-        parts += (_TAG_CORRELATION, _varint(len(correlation)), correlation)
-    if reply_to:
-        reply = reply_to.encode()
-        parts += (_TAG_REPLY_TO, _varint(len(reply)), reply)
-    return _frame(_TAG_EVENT, parts)
-
-
-_TAG_PUBLISH: Final = b"\x3a"
-_TAG_REQUEST_ID: Final = b"\x08"
-_TAG_PUB_TOPIC: Final = b"\x12"
-_TAG_PUB_PAYLOAD: Final = b"\x1a"
-_TAG_PUB_CORRELATION: Final = b"\x22"
-_TAG_PUB_REPLY_TO: Final = b"\x2a"
-_TAG_PUB_SEQUENCE: Final = b"\x30"
-
-
-def encode_publish(
-    topic: str,
-    payload: bytes,
-    request_id: int = 0,
-    correlation: bytes = b"",
-    reply_to: str = "",
-    *,
-    sequence: int = 0,
-    max_frame: int | None = None,
-) -> bytes:
-    """A length-prefixed ``Frame{publish: Publish}``, byte-compatible with protobuf's.
-
-    The client's hot path, like :func:`encode_event` for the broker. With ``max_frame``, a
-    body over it raises :class:`FrameTooLarge`.
-    """
-    topic_bytes = topic.encode()
-    parts = [
-        _TAG_PUB_TOPIC,
-        _varint(len(topic_bytes)),
-        topic_bytes,
-        _TAG_PUB_PAYLOAD,
-        _varint(len(payload)),
-        payload,
-    ]
-    if request_id:
-        parts += (_TAG_REQUEST_ID, _varint(request_id))
-    if correlation:
-        parts += (_TAG_PUB_CORRELATION, _varint(len(correlation)), correlation)
-    if reply_to:
-        reply = reply_to.encode()
-        parts += (_TAG_PUB_REPLY_TO, _varint(len(reply)), reply)
-    if sequence:
-        parts += (_TAG_PUB_SEQUENCE, _varint(sequence))
-    body = b"".join(parts)
-    head = _TAG_PUBLISH + _varint(len(body))
-    size = len(head) + len(body)
-    if max_frame is not None and size > max_frame:
-        raise FrameTooLarge(
-            f"publish frame of {size} bytes exceeds the maximum of {max_frame} bytes"
-        )
-    return _pack_length(size) + head + body
 
 
 def encode_frame(frame: frames_pb2.Frame, *, max_frame: int | None = None) -> bytes:

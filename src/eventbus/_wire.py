@@ -1,0 +1,497 @@
+"""The per-frame hot path on the wire, pure-Python reference of ``_fast/_wire.pyx``.
+
+Encoders of the two hot frames (``Frame{event}`` for the broker, ``Frame{publish}`` for the
+client), byte-compatible with protobuf's serialization, and decoders that read a Publish or
+an EventEnvelope straight from a frame body, without building the generated messages.
+
+The decoders follow the protobuf wire format as protobuf itself parses it:
+
+- fields may come in any order; unknown fields (varint, fixed64, length-delimited, fixed32)
+  are skipped, and so is a known field number sent with another wire type than its own;
+- a scalar, string or bytes field sent more than once keeps its last value;
+- an embedded message sent more than once is merged: its raw bytes are the concatenation of
+  every occurrence, which protobuf parses as the merge of them (``correlation``,
+  ``publisher``); the frame body itself likewise, when the same Frame field comes again;
+- of the Frame's ``body`` oneof, the last member present wins: a body that ends with
+  another member is not a publish (or event) frame, and the occurrences before the last
+  change of member are dropped, as protobuf drops them;
+- ``topic`` and ``reply_to`` must be valid UTF-8, every occurrence (proto3 strings).
+
+They refuse with :class:`ProtocolError`: a varint cut by the end of its message or longer
+than 10 bytes, a tag over 32 bits, field number 0, wire types 3 and 4 (groups, which
+protobuf would skip but nothing here sends) and 6 and 7, a length or fixed-size value past
+the end. Embedded messages kept raw (``PublishView.correlation``, ``EventView``'s
+``publisher`` and ``correlation`` until they are first read) and the bodies of other oneof
+members are not checked here; protobuf checks them as it parses them.
+The values of varints over 64 bits keep their low 64 bits, as protobuf's do.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from .errors import FrameTooLarge, ProtocolError
+from .v1 import frames_pb2
+
+__all__ = [
+    "FRAME_EVENT",
+    "FRAME_PUBLISH",
+    "EventView",
+    "PublishView",
+    "decode_event",
+    "decode_publish",
+    "encode_event",
+    "encode_publish",
+    "frame_kind",
+]
+
+FRAME_PUBLISH: Final = 7
+"""``frame_kind`` of a Publish frame (its field number in ``Frame``)."""
+
+FRAME_EVENT: Final = 9
+"""``frame_kind`` of an Event frame."""
+
+_pack_length: Final = struct.Struct("<I").pack
+_pack_fixed64: Final = struct.Struct("<Q").pack
+_MASK64: Final = (1 << 64) - 1
+_MAX_TAG: Final = (1 << 32) - 1
+_M = TypeVar("_M", bound=Message)
+_LAST_BODY_FIELD: Final = 16  # Frame's oneof members are its fields 1..16, all messages
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int."""
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS: Final = tuple(bytes((n,)) for n in range(0x80))
+# Tags (field number << 3 | wire type) of Frame.event and the EventEnvelope fields.
+_TAG_EVENT: Final = b"\x4a"
+_TAG_TOPIC: Final = b"\x0a"
+_TAG_PAYLOAD: Final = b"\x12"
+_TAG_TIMESTAMP: Final = b"\x19"
+_TAG_PUBLISHER: Final = b"\x22"
+_TAG_CORRELATION: Final = b"\x2a"
+_TAG_REPLY_TO: Final = b"\x32"
+# ProcessIdentity.sequence (field 8, varint): the last field, so it can follow the fixed part.
+_TAG_SEQUENCE: Final = b"\x40"
+
+
+def encode_event(
+    topic: str,
+    payload: bytes,
+    timestamp_ns: int,
+    publisher: bytes,
+    correlation: bytes = b"",
+    reply_to: str = "",
+    sequence: int = 0,
+) -> bytes:
+    """A length-prefixed ``Frame{event: EventEnvelope}``, byte-compatible with protobuf's.
+
+    The broker's hot path: the same bytes as building the messages and serializing them,
+    without creating any message object. ``publisher`` is the serialized identity without
+    its sequence (``protocol.encode_publisher``) and ``sequence`` (0: none) is appended to
+    it as ``publisher.sequence``; ``correlation`` is a serialized ``CorrelationMetadata``
+    (empty when absent). Integers are in 0..2**64-1.
+    """
+    topic_bytes = topic.encode()
+    if sequence:
+        numbered = _TAG_SEQUENCE + _varint(sequence)
+        publisher_parts = (
+            _TAG_PUBLISHER,
+            _varint(len(publisher) + len(numbered)),
+            publisher,
+            numbered,
+        )
+    else:
+        publisher_parts = (_TAG_PUBLISHER, _varint(len(publisher)), publisher, b"")
+    parts = [
+        _TAG_TOPIC,
+        _varint(len(topic_bytes)),
+        topic_bytes,
+        _TAG_PAYLOAD,
+        _varint(len(payload)),
+        payload,
+        _TAG_TIMESTAMP,
+        _pack_fixed64(timestamp_ns),
+        *publisher_parts,
+    ]
+    if correlation:
+        parts += (_TAG_CORRELATION, _varint(len(correlation)), correlation)
+    if reply_to:
+        reply = reply_to.encode()
+        parts += (_TAG_REPLY_TO, _varint(len(reply)), reply)
+    body = b"".join(parts)
+    head = _TAG_EVENT + _varint(len(body))
+    return _pack_length(len(head) + len(body)) + head + body
+
+
+_TAG_PUBLISH: Final = b"\x3a"
+_TAG_REQUEST_ID: Final = b"\x08"
+_TAG_PUB_TOPIC: Final = b"\x12"
+_TAG_PUB_PAYLOAD: Final = b"\x1a"
+_TAG_PUB_CORRELATION: Final = b"\x22"
+_TAG_PUB_REPLY_TO: Final = b"\x2a"
+_TAG_PUB_SEQUENCE: Final = b"\x30"
+
+
+def encode_publish(
+    topic: str,
+    payload: bytes,
+    request_id: int = 0,
+    correlation: bytes = b"",
+    reply_to: str = "",
+    *,
+    sequence: int = 0,
+    max_frame: int | None = None,
+) -> bytes:
+    """A length-prefixed ``Frame{publish: Publish}``, byte-compatible with protobuf's.
+
+    The client's hot path, like :func:`encode_event` for the broker. With ``max_frame``, a
+    body over it raises :class:`FrameTooLarge`.
+    """
+    topic_bytes = topic.encode()
+    parts = [
+        _TAG_PUB_TOPIC,
+        _varint(len(topic_bytes)),
+        topic_bytes,
+        _TAG_PUB_PAYLOAD,
+        _varint(len(payload)),
+        payload,
+    ]
+    if request_id:
+        parts += (_TAG_REQUEST_ID, _varint(request_id))
+    if correlation:
+        parts += (_TAG_PUB_CORRELATION, _varint(len(correlation)), correlation)
+    if reply_to:
+        reply = reply_to.encode()
+        parts += (_TAG_PUB_REPLY_TO, _varint(len(reply)), reply)
+    if sequence:
+        parts += (_TAG_PUB_SEQUENCE, _varint(sequence))
+    body = b"".join(parts)
+    head = _TAG_PUBLISH + _varint(len(body))
+    size = len(head) + len(body)
+    if max_frame is not None and size > max_frame:
+        raise FrameTooLarge(
+            f"publish frame of {size} bytes exceeds the maximum of {max_frame} bytes"
+        )
+    return _pack_length(size) + head + body
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+def _error(what: str, data: bytes, reason: str, at: int) -> ProtocolError:
+    return ProtocolError(f"{what} of {len(data)} bytes does not parse: {reason} at byte {at}")
+
+
+def _read_varint(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
+    """The varint at ``pos`` (ending by ``end``) and the position after it."""
+    start = pos
+    value = 0
+    shift = 0
+    while shift < 70:
+        if pos >= end:
+            raise _error(what, data, "varint runs past the end", start)
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value & _MASK64, pos
+        shift += 7
+    raise _error(what, data, "varint longer than 10 bytes", start)
+
+
+def _fields(data: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, int, int]]:
+    """Every field of the message in ``data[pos:end]``, as ``(number, wire type, a, b)``:
+    ``a`` the value of a varint or fixed field, or ``data[a:b]`` the bytes of a
+    length-delimited one."""
+    out: list[tuple[int, int, int, int]] = []
+    while pos < end:
+        at = pos
+        byte = data[pos]
+        if byte < 0x80:
+            tag = byte
+            pos += 1
+        else:
+            tag, pos = _read_varint(data, pos, end, what)
+            if tag > _MAX_TAG:
+                raise _error(what, data, "tag over 32 bits", at)
+        number = tag >> 3
+        wire = tag & 7
+        if number == 0:
+            raise _error(what, data, "field number 0", at)
+        if wire == 2:
+            byte = data[pos] if pos < end else 0x80
+            if byte < 0x80:
+                length = byte
+                pos += 1
+            else:
+                length, pos = _read_varint(data, pos, end, what)
+            if length > end - pos:
+                raise _error(what, data, f"length-delimited field {number} runs past the end", at)
+            out.append((number, 2, pos, pos + length))
+            pos += length
+        elif wire == 0:
+            value, pos = _read_varint(data, pos, end, what)
+            out.append((number, 0, value, 0))
+        elif wire == 1:
+            if end - pos < 8:
+                raise _error(what, data, f"fixed64 field {number} runs past the end", at)
+            out.append((number, 1, int.from_bytes(data[pos : pos + 8], "little"), 0))
+            pos += 8
+        elif wire == 5:
+            if end - pos < 4:
+                raise _error(what, data, f"fixed32 field {number} runs past the end", at)
+            out.append((number, 5, int.from_bytes(data[pos : pos + 4], "little"), 0))
+            pos += 4
+        else:
+            raise _error(what, data, f"unsupported wire type {wire} in field {number}", at)
+    return out
+
+
+def _as_bytes(body: bytes | bytearray | memoryview) -> bytes:
+    if type(body) is bytes:
+        return body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(f"a frame body must be bytes-like, not {type(body).__name__}")
+
+
+def _body_spans(data: bytes, kind: int, what: str) -> list[tuple[int, int]]:
+    """The spans of the occurrences of Frame field ``kind`` that make the frame's body."""
+    spans: list[tuple[int, int]] = []
+    last = 0
+    for number, wire, start, end in _fields(data, 0, len(data), what):
+        if wire == 2 and number <= _LAST_BODY_FIELD:
+            last = number
+            if number == kind:
+                spans.append((start, end))
+            else:
+                spans.clear()
+    if last != kind:
+        found = f"has body field {last}" if last else "has no body"
+        raise ProtocolError(f"{what} expected: the frame of {len(data)} bytes {found}")
+    return spans
+
+
+def _text(data: bytes, start: int, end: int, what: str, name: str) -> str:
+    try:
+        return data[start:end].decode()
+    except UnicodeDecodeError:
+        raise ProtocolError(
+            f"{what} of {len(data)} bytes does not parse: {name} is not valid UTF-8"
+        ) from None
+
+
+def _joined(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+    if len(spans) == 1:
+        start, end = spans[0]
+        return data[start:end]
+    return b"".join(data[start:end] for start, end in spans)
+
+
+def frame_kind(body: bytes | bytearray | memoryview) -> int:
+    """The Frame field number of the ``body`` oneof member set (the last one present), or 0.
+
+    ``FRAME_PUBLISH`` and ``FRAME_EVENT`` go to :func:`decode_publish` and
+    :func:`decode_event`; every other kind to the generated classes. Raises
+    :class:`ProtocolError` when the top level of the body is not well-formed.
+    """
+    data = _as_bytes(body)
+    last = 0
+    for number, wire, _, _ in _fields(data, 0, len(data), "frame"):
+        if wire == 2 and number <= _LAST_BODY_FIELD:
+            last = number
+    return last
+
+
+class PublishView:
+    """A Publish read from a frame body (see :func:`decode_publish`)."""
+
+    __slots__ = ("correlation", "payload", "reply_to", "request_id", "sequence", "topic")
+
+    request_id: int
+    topic: str
+    payload: bytes
+    correlation: bytes
+    """The serialized ``CorrelationMetadata`` as received (merged occurrences), b"" if absent."""
+    reply_to: str
+    sequence: int
+
+
+def decode_publish(body: bytes | bytearray | memoryview) -> PublishView:
+    """The Publish of a frame body whose oneof member is ``publish``.
+
+    Raises :class:`ProtocolError` when the body is malformed or not a publish frame.
+    """
+    data = _as_bytes(body)
+    what = "publish frame"
+    view = PublishView()
+    view.request_id = view.sequence = 0
+    topic = reply_to = ""
+    payload = (0, 0)
+    correlation: list[tuple[int, int]] = []
+    for outer_start, outer_end in _body_spans(data, FRAME_PUBLISH, what):
+        for number, wire, a, b in _fields(data, outer_start, outer_end, what):
+            if wire == 2:
+                if number == 2:
+                    topic = _text(data, a, b, what, "topic")
+                elif number == 3:
+                    payload = (a, b)
+                elif number == 4:
+                    correlation.append((a, b))
+                elif number == 5:
+                    reply_to = _text(data, a, b, what, "reply_to")
+            elif wire == 0:
+                if number == 1:
+                    view.request_id = a
+                elif number == 6:
+                    view.sequence = a
+    view.topic = topic
+    view.payload = data[payload[0] : payload[1]]
+    view.correlation = _joined(data, correlation) if correlation else b""
+    view.reply_to = reply_to
+    return view
+
+
+_UNREAD: Final = object()
+
+
+class EventView:
+    """An EventEnvelope read from a frame body (see :func:`decode_event`).
+
+    ``topic``, ``payload``, ``timestamp_ns`` and ``reply_to`` are read at once; the
+    ``publisher`` and ``correlation`` messages are parsed on first access, and
+    ``publisher_instance_id`` / ``publisher_sequence`` read those two fields from the
+    publisher's bytes without building the message.
+    """
+
+    __slots__ = (
+        "_correlation",
+        "_correlation_raw",
+        "_ids",
+        "_publisher",
+        "_publisher_raw",
+        "payload",
+        "reply_to",
+        "timestamp_ns",
+        "topic",
+    )
+
+    topic: str
+    payload: bytes
+    timestamp_ns: int
+    reply_to: str
+
+    def __init__(self, publisher_raw: bytes, correlation_raw: bytes | None) -> None:
+        self._publisher_raw = publisher_raw
+        self._correlation_raw = correlation_raw
+        self._publisher: frames_pb2.ProcessIdentity | None = None
+        self._correlation: object = _UNREAD
+        self._ids: tuple[int, int] | None = None
+
+    @property
+    def publisher(self) -> frames_pb2.ProcessIdentity:
+        """The publisher's identity (empty when the envelope has none).
+
+        Raises :class:`ProtocolError` when its bytes do not parse.
+        """
+        if self._publisher is None:
+            self._publisher = _parse(frames_pb2.ProcessIdentity, self._publisher_raw, "publisher")
+        return self._publisher
+
+    @property
+    def correlation(self) -> frames_pb2.CorrelationMetadata | None:
+        """The correlation metadata, or None when the envelope has none.
+
+        Raises :class:`ProtocolError` when its bytes do not parse.
+        """
+        if self._correlation is _UNREAD:
+            raw = self._correlation_raw
+            self._correlation = (
+                None if raw is None else _parse(frames_pb2.CorrelationMetadata, raw, "correlation")
+            )
+        return self._correlation  # type: ignore[return-value]
+
+    @property
+    def publisher_instance_id(self) -> int:
+        """``publisher.instance_id``, read from the raw bytes (0 when absent)."""
+        return self._publisher_ids()[0]
+
+    @property
+    def publisher_sequence(self) -> int:
+        """``publisher.sequence``, read from the raw bytes (0 when absent)."""
+        return self._publisher_ids()[1]
+
+    def _publisher_ids(self) -> tuple[int, int]:
+        if self._ids is None:
+            raw = self._publisher_raw
+            instance_id = sequence = 0
+            for number, wire, value, _ in _fields(raw, 0, len(raw), "event publisher"):
+                if number == 7 and wire == 1:
+                    instance_id = value
+                elif number == 8 and wire == 0:
+                    sequence = value
+            self._ids = (instance_id, sequence)
+        return self._ids
+
+
+def _parse(cls: type[_M], raw: bytes, name: str) -> _M:
+    try:
+        return cls.FromString(raw)
+    except DecodeError:
+        raise ProtocolError(
+            f"event {name} of {len(raw)} bytes does not parse as {cls.DESCRIPTOR.full_name}"
+        ) from None
+
+
+def decode_event(body: bytes | bytearray | memoryview) -> EventView:
+    """The EventEnvelope of a frame body whose oneof member is ``event``.
+
+    Raises :class:`ProtocolError` when the body is malformed or not an event frame.
+    """
+    data = _as_bytes(body)
+    what = "event frame"
+    topic = reply_to = ""
+    timestamp_ns = 0
+    payload = (0, 0)
+    publisher: list[tuple[int, int]] = []
+    correlation: list[tuple[int, int]] = []
+    for outer_start, outer_end in _body_spans(data, FRAME_EVENT, what):
+        for number, wire, a, b in _fields(data, outer_start, outer_end, what):
+            if wire == 2:
+                if number == 1:
+                    topic = _text(data, a, b, what, "topic")
+                elif number == 2:
+                    payload = (a, b)
+                elif number == 4:
+                    publisher.append((a, b))
+                elif number == 5:
+                    correlation.append((a, b))
+                elif number == 6:
+                    reply_to = _text(data, a, b, what, "reply_to")
+            elif wire == 1 and number == 3:
+                timestamp_ns = a
+    view = EventView(
+        _joined(data, publisher) if publisher else b"",
+        _joined(data, correlation) if correlation else None,
+    )
+    view.topic = topic
+    view.payload = data[payload[0] : payload[1]]
+    view.timestamp_ns = timestamp_ns
+    view.reply_to = reply_to
+    return view
