@@ -54,6 +54,10 @@ PIPELINED_HELLO_ANSWERED = False
 #: every answer before it sends an oversized header, and does not send the bytes after a
 #: frame that ends the connection if they hold one.
 OVERSIZED_SPARES_EARLIER_FRAMES = False
+# Where the documents disagree: docs/protocol.md counts a frame whose only body is of an
+# unknown kind as empty, which closes the connection; the broker (and test_broker) answer
+# Error(PROTOCOL) and keep it. The oracle follows the broker until that is settled.
+UNKNOWN_KIND_CLOSES = False
 
 E = pb.ErrorCode
 SENTINEL = 2**64 - 1  # the nonce of the Ping that ends an open stream; generated ones are less
@@ -227,8 +231,8 @@ class Session:
     def answer(self, frame: pb.Frame) -> tuple[list[Answer], str | None]:
         """The answers to ``frame`` and whether it ends the connection ("fatal"/"goodbye")."""
         kind = frame.WhichOneof("body")
-        if kind is None:  # only fields this broker does not know: refused, not fatal
-            return [("error", 0, E.ERROR_CODE_PROTOCOL)], None
+        if kind is None:  # only fields this broker does not know
+            return [("error", 0, E.ERROR_CODE_PROTOCOL)], "fatal" if UNKNOWN_KIND_CLOSES else None
         if kind == "goodbye":
             return [], "goodbye"
         if kind == "pong":
