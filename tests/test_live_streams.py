@@ -40,15 +40,9 @@ pytest_plugins = ["_procs"]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix socket processes")
 
-# Three points of the contract the broker does not keep yet. Each has a strict xfail
-# reproducer at the end of this file: when one passes, set its flag to True and the
-# generated streams cover that point too.
-#: DESIGN §5: a frame of length 0 gets Error(PROTOCOL) and the connection is closed. While
-#: False, no stream holds one.
-ZERO_LENGTH_CLOSES = False
-#: DESIGN §5: frames in the same write as Hello are answered at once, after the Welcome.
-#: While False, every stream waits for the Welcome before it sends more.
-PIPELINED_HELLO_ANSWERED = False
+# A point of the contract the broker does not keep yet, with a strict xfail reproducer at
+# the end of this file: when it passes, set the flag to True and the generated streams
+# cover that point too.
 #: DESIGN §4 (each frame gets its answer before a fatal error): frames read together with
 #: an oversized header are served before the FrameTooLarge. While False, a stream waits for
 #: every answer before it sends an oversized header, and does not send the bytes after a
@@ -167,7 +161,7 @@ pieces = st.one_of(
     st.integers(DEFAULT_MAX_FRAME + 1, 2**32 - 1).map(lambda n: struct.pack("<I", n)),
     not_from_a_client.map(encode_frame),
     st.just(encode_frame(pb.Frame(goodbye=pb.Goodbye(reason="done")))),
-    *([st.just(struct.pack("<I", 0))] if ZERO_LENGTH_CLOSES else []),
+    st.just(struct.pack("<I", 0)),  # zero-length: Error(PROTOCOL) and close
 )
 
 
@@ -299,9 +293,8 @@ def touches_an_inbox(frame: pb.Frame) -> bool:
 
 def plan(example: Example, grant: Grant) -> Plan:
     """Split and decode the whole stream as the wire format says, and apply the rules."""
+    # Hello may share a write with what follows: those frames are answered after Welcome.
     stream, result = example.stream, Plan(answers=[("welcome",)])
-    if not PIPELINED_HELLO_ANSWERED:
-        result.syncs.append((len(example.hello), 1))
     session = Session(grant)
     pos = len(example.hello)
     while True:
@@ -333,9 +326,6 @@ def plan(example: Example, grant: Grant) -> Plan:
 def answer(session: Session, body: bytes) -> tuple[list[Answer], str | None]:
     """The answers to one frame body, and whether it ends the connection."""
     if not body:
-        # Generated only when ZERO_LENGTH_CLOSES, but a truncated piece can leave four zero
-        # bytes where a header is read.
-        assume(ZERO_LENGTH_CLOSES)
         return [("error", 0, E.ERROR_CODE_PROTOCOL)], "fatal"
     try:
         frame = pb.Frame.FromString(body)
@@ -428,11 +418,11 @@ class Witness:
         self.wire = Wire(address)
         self.rounds = 0
         hello = pb.Hello(protocol_version=PROTOCOL_VERSION, principal="agent", client_name="w")
-        self.wire.send(encode_frame(pb.Frame(hello=hello)))
-        # Not in the same write as Hello: see test_frames_sent_with_hello_are_answered_at_once.
-        assert self._next_answer() == ("welcome",)
         subscribe = pb.Subscribe(request_id=1, filter=WITNESS_TOPIC)
-        self.wire.send(encode_frame(pb.Frame(subscribe=subscribe)))
+        self.wire.send(
+            encode_frame(pb.Frame(hello=hello)) + encode_frame(pb.Frame(subscribe=subscribe))
+        )
+        assert self._next_answer() == ("welcome",)
         assert self._next_answer() == ("sub_ack", 1, 1)
 
     def _next_answer(self) -> Answer:
@@ -552,7 +542,7 @@ def still_serving(broker: BrokerProc, witness: Witness) -> None:
     assert broker.returncode is None, broker.diagnostics()
 
 
-# -- the contract points the broker does not keep yet ----------------------------------
+# -- single points of the contract, and one the broker does not keep yet ---------------
 
 
 def _welcomed(address: str, *frames_after: bytes) -> Wire:
@@ -567,11 +557,6 @@ def _welcomed(address: str, *frames_after: bytes) -> Wire:
 PING = encode_frame(pb.Frame(ping=pb.Ping(nonce=7)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker: a zero-length frame gets Error(PROTOCOL) but the connection stays open; "
-    "when this passes, set ZERO_LENGTH_CLOSES",
-)
 def test_zero_length_frame_is_an_error_and_closes(broker: BrokerProc) -> None:
     wire = _welcomed(broker.address)
     wire.send(struct.pack("<I", 0) + PING)
@@ -581,16 +566,9 @@ def test_zero_length_frame_is_an_error_and_closes(broker: BrokerProc) -> None:
     wire.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker: frames in the same read as Hello are answered only when the next bytes "
-    "arrive; when this passes, set PIPELINED_HELLO_ANSWERED",
-)
 def test_frames_sent_with_hello_are_answered_at_once(broker: BrokerProc) -> None:
     wire = _welcomed(broker.address, PING)
-    # A broker that holds the Pong back answers when more bytes arrive: never, here. (A
-    # broker that answers does so at once: the shorter deadline only shortens the xfail.)
-    wire.sock.settimeout(5.0)
+    # A broker that held the Pong back would answer when more bytes arrive: never, here.
     pong = wire.read()
     wire.close()
     assert pong is not None and summary(pong) == ("pong", 7)
