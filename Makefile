@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py src/eventbus/_fast/*.pyx src/eventbus/_fast/*.pxd 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-compiled test-fallback demo broker bench chaos lint proto clean
+.PHONY: install test test-compiled test-fallback demo broker bench chaos fuzz fuzz-install lint proto clean
 
 install: $(STAMP)
 
@@ -46,13 +46,24 @@ CHAOS_SEED ?=
 chaos: install
 	$(PY) -m chaos --duration $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
+# Every fuzz target for FUZZ_SECONDS each (docs/fuzzing.md); fails if one finds a crash.
+FUZZ_SECONDS ?= 60
+
+fuzz: fuzz-install
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS)
+
+# atheris is the `fuzz` extra of pyproject.toml, installed alone so the package is not
+# rebuilt; .ci/run skips fuzzing when this fails.
+fuzz-install: install
+	$(PY) -m pip install -q 'atheris>=2.3'
+
 lint: install
-	$(VENV)/bin/ruff check src tests bench chaos
-	$(VENV)/bin/ruff format --check src tests bench chaos
+	$(VENV)/bin/ruff check src tests bench chaos fuzz
+	$(VENV)/bin/ruff format --check src tests bench chaos fuzz
 	$(VENV)/bin/mypy
 
 proto: install
 	$(PY) proto/generate.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/eventbus/_fast/*.c src/eventbus/_fast/*.so
+	rm -rf $(VENV) .fuzz build src/*.egg-info src/eventbus/_fast/*.c src/eventbus/_fast/*.so

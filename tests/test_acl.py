@@ -534,6 +534,20 @@ BAD_FILES = [
         "[principals]\np = { cgroup = '/ok', publish = ['events.x'] }\nq = { unit = 'x' }\n", 3,
         "principal 'q' unit", id="unit-inline-table",
     ),
+    # What tomllib or the user database let through still names a line (fuzz/policy.py).
+    pytest.param(
+        '[principals.p]\nuid = ["ro\\u0000ot"]\n', 2, "unknown user 'ro\\x00ot'", id="nul-user",
+    ),
+    pytest.param(
+        '[principals.p]\nuid = 0\ngid = ["w\\u0000"]\n', 3, "unknown group", id="nul-group",
+    ),
+    pytest.param(
+        "[principals.p]\nuid = 0\npublish = [\n" + "[" * 5000 + "\n", 4, "nested too deeply",
+        id="deep-nesting",
+    ),
+    pytest.param(
+        "[principals.p]\n\nuid = " + "1" * 5000 + "\n", 3, "TOML value error", id="huge-integer",
+    ),
 ]  # fmt: skip
 
 

@@ -191,7 +191,37 @@ class _PolicyLoader:
             raise PolicyError(
                 f"{self._source}:{line or self._lines.last}: TOML syntax error: {message}"
             ) from None
+        except RecursionError:
+            # tomllib recurses once per level of nested arrays and inline tables.
+            line = self._first_line_raising(RecursionError)
+            raise PolicyError(
+                f"{self._source}:{line}: TOML syntax error: arrays or inline tables nested "
+                "too deeply"
+            ) from None
+        except ValueError as exc:
+            # tomllib lets int()'s refusal through: an integer past Python's digit limit.
+            line = self._first_line_raising(type(exc))
+            raise PolicyError(f"{self._source}:{line}: TOML value error: {exc}") from None
         return data
+
+    def _first_line_raising(self, error: type[BaseException]) -> int:
+        """The first line at which the text up to it raises exactly ``error``.
+
+        For the errors tomllib raises without a position; found by bisection, as a longer
+        prefix that contains the culprit raises it too.
+        """
+        lines = self._text.split("\n")
+        low, high = 1, len(lines)
+        while low < high:
+            middle = (low + high) // 2
+            try:
+                tomllib.loads("\n".join(lines[:middle]))
+            except Exception as exc:
+                if type(exc) is error:
+                    high = middle
+                    continue
+            low = middle + 1
+        return low
 
     def _table(self, path: _KeyPath, value: object, what: str) -> Mapping[str, Any]:
         if not isinstance(value, dict):
@@ -374,7 +404,7 @@ def _user_id(name: str) -> int:
         raise LookupError(f"user name {name!r} cannot be resolved on Windows; use a number")
     try:
         return pwd.getpwnam(name).pw_uid
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name with a NUL byte
         raise LookupError(f"unknown user {name!r}") from None
 
 
@@ -383,5 +413,5 @@ def _group_id(name: str) -> int:
         raise LookupError(f"group name {name!r} cannot be resolved on Windows; use a number")
     try:
         return grp.getgrnam(name).gr_gid
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name with a NUL byte
         raise LookupError(f"unknown group {name!r}") from None
