@@ -86,8 +86,10 @@ _TAG_TIMESTAMP: Final = b"\x19"
 _TAG_PUBLISHER: Final = b"\x22"
 _TAG_CORRELATION: Final = b"\x2a"
 _TAG_REPLY_TO: Final = b"\x32"
-# ProcessIdentity.sequence (field 8, varint): the last field, so it can follow the fixed part.
+# ProcessIdentity.sequence (field 8, varint) and stream_started_ns (9, fixed64): the last
+# fields, so they can follow the fixed part.
 _TAG_SEQUENCE: Final = b"\x40"
+_TAG_STREAM_STARTED: Final = b"\x49"
 
 
 def encode_event(
@@ -98,18 +100,22 @@ def encode_event(
     correlation: bytes = b"",
     reply_to: str = "",
     sequence: int = 0,
+    stream_started_ns: int = 0,
 ) -> bytes:
     """A length-prefixed ``Frame{event: EventEnvelope}``, byte-compatible with protobuf's.
 
     The broker's hot path: the same bytes as building the messages and serializing them,
     without creating any message object. ``publisher`` is the serialized identity without
     its sequence (``protocol.encode_publisher``) and ``sequence`` (0: none) is appended to
-    it as ``publisher.sequence``; ``correlation`` is a serialized ``CorrelationMetadata``
+    it as ``publisher.sequence``, followed by ``stream_started_ns`` when both are set;
+    ``correlation`` is a serialized ``CorrelationMetadata``
     (empty when absent). Integers are in 0..2**64-1.
     """
     topic_bytes = topic.encode()
     if sequence:
         numbered = _TAG_SEQUENCE + _varint(sequence)
+        if stream_started_ns:
+            numbered += _TAG_STREAM_STARTED + _pack_fixed64(stream_started_ns)
         publisher_parts = (
             _TAG_PUBLISHER,
             _varint(len(publisher) + len(numbered)),
@@ -146,6 +152,7 @@ _TAG_PUB_PAYLOAD: Final = b"\x1a"
 _TAG_PUB_CORRELATION: Final = b"\x22"
 _TAG_PUB_REPLY_TO: Final = b"\x2a"
 _TAG_PUB_SEQUENCE: Final = b"\x30"
+_TAG_PUB_STREAM_STARTED: Final = b"\x39"
 
 
 def encode_publish(
@@ -156,6 +163,7 @@ def encode_publish(
     reply_to: str = "",
     *,
     sequence: int = 0,
+    stream_started_ns: int = 0,
     max_frame: int | None = None,
 ) -> bytes:
     """A length-prefixed ``Frame{publish: Publish}``, byte-compatible with protobuf's.
@@ -181,6 +189,8 @@ def encode_publish(
         parts += (_TAG_PUB_REPLY_TO, _varint(len(reply)), reply)
     if sequence:
         parts += (_TAG_PUB_SEQUENCE, _varint(sequence))
+    if stream_started_ns:
+        parts += (_TAG_PUB_STREAM_STARTED, _pack_fixed64(stream_started_ns))
     body = b"".join(parts)
     head = _TAG_PUBLISH + _varint(len(body))
     size = len(head) + len(body)
@@ -322,7 +332,15 @@ def frame_kind(body: bytes | bytearray | memoryview) -> int:
 class PublishView:
     """A Publish read from a frame body (see :func:`decode_publish`)."""
 
-    __slots__ = ("correlation", "payload", "reply_to", "request_id", "sequence", "topic")
+    __slots__ = (
+        "correlation",
+        "payload",
+        "reply_to",
+        "request_id",
+        "sequence",
+        "stream_started_ns",
+        "topic",
+    )
 
     request_id: int
     topic: str
@@ -331,6 +349,7 @@ class PublishView:
     """The serialized ``CorrelationMetadata`` as received (merged occurrences), b"" if absent."""
     reply_to: str
     sequence: int
+    stream_started_ns: int
 
 
 def decode_publish(body: bytes | bytearray | memoryview) -> PublishView:
@@ -341,7 +360,7 @@ def decode_publish(body: bytes | bytearray | memoryview) -> PublishView:
     data = _as_bytes(body)
     what = "publish frame"
     view = PublishView()
-    view.request_id = view.sequence = 0
+    view.request_id = view.sequence = view.stream_started_ns = 0
     topic = reply_to = ""
     payload = (0, 0)
     correlation: list[tuple[int, int]] = []
@@ -361,6 +380,8 @@ def decode_publish(body: bytes | bytearray | memoryview) -> PublishView:
                     view.request_id = a
                 elif number == 6:
                     view.sequence = a
+            elif wire == 1 and number == 7:
+                view.stream_started_ns = a
     view.topic = topic
     view.payload = data[payload[0] : payload[1]]
     view.correlation = _joined(data, correlation) if correlation else b""

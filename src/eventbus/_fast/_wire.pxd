@@ -11,6 +11,7 @@ cdef class PublishView:
     cdef readonly bytes correlation
     cdef readonly str reply_to
     cdef readonly uint64_t sequence
+    cdef readonly uint64_t stream_started_ns
 
 
 cdef class EventView:

@@ -302,6 +302,8 @@ def decode_publish(body):
                     view.request_id = f.value
                 elif f.number == 6:
                     view.sequence = f.value
+            elif f.wire == 1 and f.number == 7:
+                view.stream_started_ns = f.value
     view.payload = _slice(p, payload_start, payload_end)
     view.correlation = _merged(&correlation, parts, p) if correlation.count else b""
     return view
@@ -473,6 +475,16 @@ cdef inline unsigned char* _put_varint(unsigned char* out, uint64_t value) noexc
     return out + 1
 
 
+cdef inline unsigned char* _put_fixed64(
+    unsigned char* out, unsigned char tag, uint64_t value
+) noexcept:
+    cdef int k
+    out[0] = tag
+    for k in range(8):
+        out[1 + k] = <unsigned char>((value >> (8 * k)) & 0xFF)
+    return out + 9
+
+
 cdef inline unsigned char* _put_field(
     unsigned char* out, unsigned char tag, const void* data, Py_ssize_t length
 ) noexcept:
@@ -508,6 +520,7 @@ def encode_event(
     correlation=b"",
     str reply_to="",
     uint64_t sequence=0,
+    uint64_t stream_started_ns=0,
 ):
     """A length-prefixed ``Frame{event: EventEnvelope}``, byte-compatible with protobuf's."""
     cdef Py_ssize_t topic_n
@@ -516,10 +529,13 @@ def encode_event(
     cdef const char* reply_p = NULL
     cdef Chunk body_c, pub_c, corr_c
     cdef Py_ssize_t numbered = 1 + _varint_size(sequence) if sequence else 0
+    cdef bint started = sequence != 0 and stream_started_ns != 0
     cdef Py_ssize_t body
     cdef bytes frame
     cdef unsigned char* out
     cdef int k
+    if started:
+        numbered += 9
     if reply_to:
         reply_p = PyUnicode_AsUTF8AndSize(reply_to, &reply_n)
     body_c.held = pub_c.held = corr_c.held = False
@@ -549,6 +565,8 @@ def encode_event(
         if sequence:
             out[0] = 0x40
             out = _put_varint(out + 1, sequence)
+        if started:
+            out = _put_fixed64(out, 0x49, stream_started_ns)
         if corr_c.size:
             out = _put_field(out, 0x2A, corr_c.data, corr_c.size)
         if reply_n:
@@ -568,6 +586,7 @@ def encode_publish(
     str reply_to="",
     *,
     uint64_t sequence=0,
+    uint64_t stream_started_ns=0,
     max_frame=None,
 ):
     """A length-prefixed ``Frame{publish: Publish}``, byte-compatible with protobuf's."""
@@ -595,6 +614,8 @@ def encode_publish(
             body += _field_size(reply_n)
         if sequence:
             body += 1 + _varint_size(sequence)
+        if stream_started_ns:
+            body += 9
         size = 1 + _varint_size(<uint64_t>body) + body
         if max_frame is not None and size > max_frame:
             raise FrameTooLarge(
@@ -613,7 +634,9 @@ def encode_publish(
             out = _put_field(out, 0x2A, reply_p, reply_n)
         if sequence:
             out[0] = 0x30
-            _put_varint(out + 1, sequence)
+            out = _put_varint(out + 1, sequence)
+        if stream_started_ns:
+            _put_fixed64(out, 0x39, stream_started_ns)
     finally:
         _close(&body_c)
         _close(&corr_c)

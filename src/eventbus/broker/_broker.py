@@ -393,6 +393,7 @@ class Broker:
                 publish.correlation.SerializeToString() if publish.HasField("correlation") else b"",
                 reply_to,
                 sequence,
+                publish.stream_started_ns,
             )
             stream = (session.instance_id, topic) if sequence and session.instance_id else None
             delivered, dropped = self._router.fan_out(topic, data, reply_to, stream)

@@ -227,7 +227,10 @@ class Client:
             payload = payload.SerializeToString()
         request_id = next(self._ids) if confirm else 0
         # A reply is the one event of a topic of its own: nothing to number.
-        sequence = 0 if topic.startswith(INBOX_PREFIX) else self._sequences.next(topic)
+        if topic.startswith(INBOX_PREFIX):
+            sequence = started = 0
+        else:
+            sequence, started = self._sequences.next(topic)
         # Refused here rather than by the broker, which would close the connection.
         data = encode_publish(
             topic,
@@ -236,6 +239,7 @@ class Client:
             correlation.SerializeToString() if correlation is not None else b"",
             reply_to,
             sequence=sequence,
+            stream_started_ns=started,
             max_frame=self.limits.max_frame_bytes or None,
         )
         if confirm:
@@ -554,9 +558,14 @@ class Client:
             if numbered:
                 publisher = frame.event.publisher
                 if publisher.sequence and publisher.instance_id:
-                    self._gaps.observe(publisher, topic)
+                    self._gaps.observe(publisher, topic, self._routes.subscribed_since)
             return None if full is None else (envelope, full)
-        elif kind in ("sub_ack", "unsub_ack", "pub_ack", "list_reply"):
+        elif kind == "sub_ack":
+            self._routes.active(frame.sub_ack.request_id)
+            future = self._requests.get(frame.sub_ack.request_id)
+            if future is not None and not future.done():
+                future.set_result(frame.sub_ack)
+        elif kind in ("unsub_ack", "pub_ack", "list_reply"):
             message = getattr(frame, kind)
             future = self._requests.get(message.request_id)
             if future is not None and not future.done():

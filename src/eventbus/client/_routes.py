@@ -7,6 +7,7 @@ topic limits the broker announced (which may be larger than the defaults).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from .._backend import TopicTrie
@@ -60,6 +61,19 @@ class Routes:
         self._by_id.clear()
         self._trie = TopicTrie(max_bytes=self._limits[0], max_levels=self._limits[1])
         return subs
+
+    def active(self, sub_id: int) -> None:
+        """The broker acknowledged subscription ``sub_id``: events are due from now on
+        (kept across reconnections: what a reconnection window misses is a loss)."""
+        sub = self._by_id.get(sub_id)
+        if sub is not None and not sub.active_since:
+            sub.active_since = time.monotonic_ns()
+
+    def subscribed_since(self, topic: str) -> int:
+        """Since when a plain subscription has received ``topic`` (monotonic ns; 0: none)."""
+        subs: tuple[Subscription, ...] = self._trie.match(topic)  # type: ignore[assignment]
+        since = [sub.active_since for sub in subs if not sub.group and sub.active_since]
+        return min(since) if since else 0
 
     def receives(self, topic: str) -> bool:
         """Whether a plain subscription (one that gets every event) matches ``topic``."""

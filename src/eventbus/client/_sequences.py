@@ -8,6 +8,7 @@ broker's ``Dropped`` reports do not explain as lost in transit.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 from ..v1 import frames_pb2
@@ -27,17 +28,22 @@ _Stream = tuple[int, str]
 
 
 class PublishSequences:
-    """The next sequence of each topic this client publishes to."""
+    """The next sequence of each topic this client publishes to, and when each began."""
 
-    __slots__ = ("_last",)
+    __slots__ = ("_last", "_started")
 
     def __init__(self) -> None:
         self._last: dict[str, int] = {}
+        self._started: dict[str, int] = {}
 
-    def next(self, topic: str) -> int:
+    def next(self, topic: str) -> tuple[int, int]:
+        """The event's sequence, and when sequence 1 of its topic was numbered (monotonic
+        ns: one clock for every process of the host)."""
         sequence = self._last.get(topic, 0) + 1
         self._last[topic] = sequence
-        return sequence
+        if sequence == 1:
+            self._started[topic] = time.monotonic_ns()
+        return sequence, self._started[topic]
 
 
 class GapTracker:
@@ -60,8 +66,18 @@ class GapTracker:
             key = (stream.instance_id, stream.topic)
             credit[key] = credit.get(key, 0) + stream.count
 
-    def observe(self, publisher: frames_pb2.ProcessIdentity, topic: str) -> None:
-        """Count the gap before this event that no Dropped report explains as lost."""
+    def observe(
+        self,
+        publisher: frames_pb2.ProcessIdentity,
+        topic: str,
+        subscribed_since: Callable[[str], int],
+    ) -> None:
+        """Count the gap before this event that no Dropped report explains as lost.
+
+        ``subscribed_since(topic)`` is when this client's plain subscriptions began to
+        receive ``topic`` (monotonic ns, 0: not yet known); it decides the first event of
+        a stream: one that began later should have been seen from sequence 1.
+        """
         key = (publisher.instance_id, topic)
         sequence = publisher.sequence
         seen = self._last_seen
@@ -69,8 +85,13 @@ class GapTracker:
         if last is None:
             if len(seen) >= MAX_TRACKED_STREAMS:
                 del seen[next(iter(seen))]
-            self._credit.pop(key, None)  # drops before the first event: nothing to match
-        elif sequence > last + 1:
+            since = subscribed_since(topic) if sequence > 1 else 0
+            started = publisher.stream_started_ns
+            if since and started > since:
+                last = 0  # the stream began while subscribed: all of it was due here
+            else:
+                self._credit.pop(key, None)  # drops before a baseline: nothing to match
+        if last is not None and sequence > last + 1:
             gap = sequence - last - 1
             credit = self._credit.pop(key, 0)
             if credit > gap:

@@ -30,6 +30,8 @@ class Subscription:
         self.filter = topic_filter
         self.group = group
         self.max_pending = max_pending
+        #: When the broker acknowledged it (monotonic ns; 0 until then).
+        self.active_since = 0
         self._client = client
         self._queue: deque[Envelope] = deque()
         self._waiter: asyncio.Future[None] | None = None

@@ -40,7 +40,7 @@ ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_QUOTA_EXCEEDED: ErrorCode
 
 class ProcessIdentity(_message.Message):
-    __slots__ = ("pid", "uid", "gid", "principal", "connection_id", "client_name", "instance_id", "sequence")
+    __slots__ = ("pid", "uid", "gid", "principal", "connection_id", "client_name", "instance_id", "sequence", "stream_started_ns")
     PID_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class ProcessIdentity(_message.Message):
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STREAM_STARTED_NS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     uid: int
     gid: int
@@ -57,7 +58,8 @@ class ProcessIdentity(_message.Message):
     client_name: str
     instance_id: int
     sequence: int
-    def __init__(self, pid: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., principal: _Optional[str] = ..., connection_id: _Optional[int] = ..., client_name: _Optional[str] = ..., instance_id: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+    stream_started_ns: int
+    def __init__(self, pid: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., principal: _Optional[str] = ..., connection_id: _Optional[int] = ..., client_name: _Optional[str] = ..., instance_id: _Optional[int] = ..., sequence: _Optional[int] = ..., stream_started_ns: _Optional[int] = ...) -> None: ...
 
 class CorrelationMetadata(_message.Message):
     __slots__ = ("correlation_id", "parent_id", "root_id", "sequence", "workflow_stage", "tags")
@@ -180,20 +182,22 @@ class UnsubAck(_message.Message):
     def __init__(self, request_id: _Optional[int] = ...) -> None: ...
 
 class Publish(_message.Message):
-    __slots__ = ("request_id", "topic", "payload", "correlation", "reply_to", "sequence")
+    __slots__ = ("request_id", "topic", "payload", "correlation", "reply_to", "sequence", "stream_started_ns")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STREAM_STARTED_NS_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     topic: str
     payload: bytes
     correlation: CorrelationMetadata
     reply_to: str
     sequence: int
-    def __init__(self, request_id: _Optional[int] = ..., topic: _Optional[str] = ..., payload: _Optional[bytes] = ..., correlation: _Optional[_Union[CorrelationMetadata, _Mapping]] = ..., reply_to: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+    stream_started_ns: int
+    def __init__(self, request_id: _Optional[int] = ..., topic: _Optional[str] = ..., payload: _Optional[bytes] = ..., correlation: _Optional[_Union[CorrelationMetadata, _Mapping]] = ..., reply_to: _Optional[str] = ..., sequence: _Optional[int] = ..., stream_started_ns: _Optional[int] = ...) -> None: ...
 
 class PubAck(_message.Message):
     __slots__ = ("request_id", "delivered", "dropped")
