@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import struct
+import time
 
 import pytest
 from _wait import until
@@ -445,4 +446,28 @@ async def test_a_stopped_reader_is_cut_off_by_its_heartbeat_while_the_budget_pau
                 break
         await asyncio.wait_for(flooding, DEADLINE)
         assert "3 heartbeat intervals" in presence.reason, presence.reason
+        raw.close()
+
+
+async def test_the_head_of_a_stream_that_began_after_the_subscription_is_due(
+    address: str,
+) -> None:
+    async with (
+        Broker(BrokerConfig(address=address, stats_interval=0)),
+        await eventbus.connect(address, principal="agent") as agent,
+    ):
+        sub = await agent.subscribe("events.process.#")
+        raw = await Raw.open(address)
+        raw.writer.write(hello("procmond", instance_id=7))
+        assert await raw.recv() is not None
+        began_before = 1  # long before the subscription: a late subscriber's baseline
+        began_after = time.monotonic_ns()  # after it: sequences 1 and 2 were due here
+        raw.writer.write(
+            encode_publish("events.process.tree", b"", sequence=5, stream_started_ns=began_before)
+            + encode_publish("events.process.batch", b"", sequence=3, stream_started_ns=began_after)
+        )
+        first, second = [await sub.get(DEADLINE) for _ in range(2)]
+        assert (first.publisher.sequence, second.publisher.sequence) == (5, 3)
+        assert second.publisher.stream_started_ns == began_after
+        assert agent.lost == 2
         raw.close()

@@ -45,6 +45,7 @@ def publish_values(view: Any) -> tuple[Any, ...]:
         view.correlation,
         view.reply_to,
         view.sequence,
+        view.stream_started_ns,
     )
 
 
@@ -118,6 +119,7 @@ identities = st.builds(
     principal=st.text(max_size=6),
     instance_id=u64,
     sequence=u64,
+    stream_started_ns=u64,
 )
 
 
@@ -154,6 +156,7 @@ PUBLISH_FIELDS = st.one_of(
     submessage(4, correlations),
     known(5, 2, text),
     known(6, 0, u64),
+    st.tuples(u64).map(lambda v: field(7, 1, v[0])),
     unknown(st.integers(1, 40)),
 )
 EVENT_FIELDS = st.one_of(
@@ -201,13 +204,14 @@ def test_decode_publish_agrees_with_protobuf(
         return
     p = frame.publish
     assert result[0] == "ok"
-    request_id, topic, payload, correlation, reply_to, sequence = result[1]
-    assert (request_id, topic, payload, reply_to, sequence) == (
+    request_id, topic, payload, correlation, reply_to, sequence, started = result[1]
+    assert (request_id, topic, payload, reply_to, sequence, started) == (
         p.request_id,
         p.topic,
         p.payload,
         p.reply_to,
         p.sequence,
+        p.stream_started_ns,
     )
     assert frames_pb2.CorrelationMetadata.FromString(correlation) == p.correlation
     assert (correlation != b"") <= p.HasField("correlation")
@@ -366,7 +370,7 @@ def test_any_buffer_is_a_body(core: SimpleNamespace) -> None:
     body = protocol.encode_publish("a.b", b"x", 3)[4:]
     for form in (bytearray(body), memoryview(b"--" + body)[2:]):
         assert core.wire.frame_kind(form) == core.wire.FRAME_PUBLISH
-        assert publish_values(core.wire.decode_publish(form)) == (3, "a.b", b"x", b"", "", 0)
+        assert publish_values(core.wire.decode_publish(form)) == (3, "a.b", b"x", b"", "", 0, 0)
     with pytest.raises(TypeError, match=r"^a frame body must be bytes-like, not str$"):
         core.wire.decode_event("text")
 
@@ -383,6 +387,7 @@ def test_any_buffer_is_a_body(core: SimpleNamespace) -> None:
     correlation=st.one_of(st.just(b""), correlations.map(lambda c: c.SerializeToString())),
     reply_to=st.text(max_size=10),
     sequence=u64,
+    started=u64,
 )
 def test_encode_event_agrees(
     both_cores: list[SimpleNamespace],
@@ -393,12 +398,16 @@ def test_encode_event_agrees(
     correlation: bytes,
     reply_to: str,
     sequence: int,
+    started: int,
 ) -> None:
-    publisher.sequence = 0
+    publisher.sequence = publisher.stream_started_ns = 0
     raw = publisher.SerializeToString()
     args = (topic, payload, timestamp, raw, correlation, reply_to)
     result = agree(
-        [outcome(core.wire.encode_event, *args, sequence=sequence) for core in both_cores]
+        [
+            outcome(core.wire.encode_event, *args, sequence=sequence, stream_started_ns=started)
+            for core in both_cores
+        ]
     )
     if result[0] != "ok":  # a lone surrogate in a topic
         assert result[0] is UnicodeEncodeError
@@ -407,6 +416,7 @@ def test_encode_event_agrees(
     assert int.from_bytes(data[:4], "little") == len(data) - 4
     event = Frame.FromString(data[4:]).event
     publisher.sequence = sequence
+    publisher.stream_started_ns = started if sequence else 0  # only numbered streams begin
     assert (event.topic, event.payload, event.timestamp_ns, event.reply_to) == (
         topic,
         payload,
@@ -430,6 +440,7 @@ def test_encode_event_agrees(
     correlation=st.one_of(st.just(b""), correlations.map(lambda c: c.SerializeToString())),
     reply_to=st.text(max_size=10),
     sequence=u64,
+    started=u64,
     max_frame=st.one_of(st.none(), st.integers(0, 300)),
 )
 def test_encode_publish_agrees(
@@ -440,12 +451,19 @@ def test_encode_publish_agrees(
     correlation: bytes,
     reply_to: str,
     sequence: int,
+    started: int,
     max_frame: int | None,
 ) -> None:
     args = (topic, payload, request_id, correlation, reply_to)
     result = agree(
         [
-            outcome(core.wire.encode_publish, *args, sequence=sequence, max_frame=max_frame)
+            outcome(
+                core.wire.encode_publish,
+                *args,
+                sequence=sequence,
+                stream_started_ns=started,
+                max_frame=max_frame,
+            )
             for core in both_cores
         ]
     )
@@ -458,7 +476,15 @@ def test_encode_publish_agrees(
     assert max_frame is None or len(data) - 4 <= max_frame
     for core in both_cores:
         view = core.wire.decode_publish(data[4:])
-        assert publish_values(view) == (request_id, topic, payload, correlation, reply_to, sequence)
+        assert publish_values(view) == (
+            request_id,
+            topic,
+            payload,
+            correlation,
+            reply_to,
+            sequence,
+            started,
+        )
     publish = Frame.FromString(data[4:]).publish
     assert (publish.topic, publish.payload, publish.request_id, publish.sequence) == (
         topic,
@@ -466,6 +492,7 @@ def test_encode_publish_agrees(
         request_id,
         sequence,
     )
+    assert publish.stream_started_ns == started
 
 
 def test_protocol_reexports_the_selected_encoders() -> None:

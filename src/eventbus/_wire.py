@@ -29,6 +29,7 @@ The values of varints over 64 bits keep their low 64 bits, as protobuf's do.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import Final, TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -225,11 +226,11 @@ def _read_varint(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
     raise _error(what, data, "varint longer than 10 bytes", start)
 
 
-def _fields(data: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, int, int]]:
+def _fields(data: bytes, pos: int, end: int, what: str) -> Iterator[tuple[int, int, int, int]]:
     """Every field of the message in ``data[pos:end]``, as ``(number, wire type, a, b)``:
     ``a`` the value of a varint or fixed field, or ``data[a:b]`` the bytes of a
-    length-delimited one."""
-    out: list[tuple[int, int, int, int]] = []
+    length-delimited one. Yielded as read, so that an error is the first one in the bytes,
+    whatever kind (as the compiled twin finds it)."""
     while pos < end:
         at = pos
         byte = data[pos]
@@ -253,24 +254,23 @@ def _fields(data: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, 
                 length, pos = _read_varint(data, pos, end, what)
             if length > end - pos:
                 raise _error(what, data, f"length-delimited field {number} runs past the end", at)
-            out.append((number, 2, pos, pos + length))
+            yield (number, 2, pos, pos + length)
             pos += length
         elif wire == 0:
             value, pos = _read_varint(data, pos, end, what)
-            out.append((number, 0, value, 0))
+            yield (number, 0, value, 0)
         elif wire == 1:
             if end - pos < 8:
                 raise _error(what, data, f"fixed64 field {number} runs past the end", at)
-            out.append((number, 1, int.from_bytes(data[pos : pos + 8], "little"), 0))
+            yield (number, 1, int.from_bytes(data[pos : pos + 8], "little"), 0)
             pos += 8
         elif wire == 5:
             if end - pos < 4:
                 raise _error(what, data, f"fixed32 field {number} runs past the end", at)
-            out.append((number, 5, int.from_bytes(data[pos : pos + 4], "little"), 0))
+            yield (number, 5, int.from_bytes(data[pos : pos + 4], "little"), 0)
             pos += 4
         else:
             raise _error(what, data, f"unsupported wire type {wire} in field {number}", at)
-    return out
 
 
 def _as_bytes(body: bytes | bytearray | memoryview) -> bytes:
