@@ -9,11 +9,20 @@ broker's `Error` frames and the typed exceptions of `eventbus.errors`.
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
-from eventbus._backend import encode_event, encode_publish
+from eventbus._backend import (
+    BACKEND,
+    FRAME_EVENT,
+    FRAME_PUBLISH,
+    decode_event,
+    decode_publish,
+    encode_event,
+    encode_publish,
+    frame_kind,
+)
 from eventbus._framing import DEFAULT_MAX_FRAME
 from eventbus.errors import (
     ConnectionLost,
@@ -43,6 +52,7 @@ __all__ = [
     "encode_publisher",
     "error_frame",
     "exception_for",
+    "read_frame",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -150,6 +160,104 @@ def decode_frame(body: bytes | bytearray | memoryview) -> frames_pb2.Frame:
             " (a Frame must carry exactly one of its body fields)"
         )
     return frame
+
+
+def read_frame(body: bytes) -> tuple[str | None, Any]:
+    """One frame body's kind (``"publish"``, ``"event"``, ``"ping"``...) and its message.
+
+    The hot kinds come as views with the fields their readers use: a Publish with
+    ``correlation`` as serialized bytes (``PublishView``), an EventEnvelope with its
+    publisher parsed on first use and ``publisher_instance_id`` / ``publisher_sequence``
+    (``EventView``). The compiled core reads them straight from the bytes; on the
+    pure-Python core protobuf's own parser is the faster one, so the same views are built on
+    its messages. Every other kind is its generated message. A frame that parses but whose
+    body is a kind this version does not know is ``(None, None)``. Raises
+    :class:`ProtocolError` for bytes that are not a Frame.
+    """
+    return _read_frame(body)
+
+
+def _read_compiled(body: bytes) -> tuple[str | None, Any]:
+    kind = frame_kind(body)
+    if kind == FRAME_PUBLISH:
+        return "publish", decode_publish(body)
+    if kind == FRAME_EVENT:
+        return "event", decode_event(body)
+    return _read_generated(body)
+
+
+def _read_generated(body: bytes) -> tuple[str | None, Any]:
+    try:
+        frame = frames_pb2.Frame.FromString(body)
+    except DecodeError as exc:
+        raise ProtocolError(f"frame of {len(body)} bytes does not parse: {exc}") from None
+    kind = frame.WhichOneof(_BODY)
+    if kind is None:
+        return None, None
+    message = getattr(frame, kind)
+    if kind == "publish":
+        return kind, _PublishMessage(message)
+    if kind == "event":
+        return kind, _EventMessage(message)
+    return kind, message
+
+
+class _PublishMessage:
+    """A generated Publish with the fields of a ``PublishView``."""
+
+    __slots__ = (
+        "correlation",
+        "payload",
+        "reply_to",
+        "request_id",
+        "sequence",
+        "stream_started_ns",
+        "topic",
+    )
+
+    def __init__(self, publish: frames_pb2.Publish) -> None:
+        self.request_id = publish.request_id
+        self.topic = publish.topic
+        self.payload = publish.payload
+        self.correlation = (
+            publish.correlation.SerializeToString() if publish.HasField("correlation") else b""
+        )
+        self.reply_to = publish.reply_to
+        self.sequence = publish.sequence
+        self.stream_started_ns = publish.stream_started_ns
+
+
+class _EventMessage:
+    """A generated EventEnvelope with the fields of an ``EventView``."""
+
+    __slots__ = ("_event", "payload", "reply_to", "timestamp_ns", "topic")
+
+    def __init__(self, event: frames_pb2.EventEnvelope) -> None:
+        self._event = event
+        self.topic = event.topic
+        self.payload = event.payload
+        self.timestamp_ns = event.timestamp_ns
+        self.reply_to = event.reply_to
+
+    @property
+    def publisher(self) -> frames_pb2.ProcessIdentity:
+        return self._event.publisher
+
+    @property
+    def correlation(self) -> frames_pb2.CorrelationMetadata | None:
+        event = self._event
+        return event.correlation if event.HasField("correlation") else None
+
+    @property
+    def publisher_instance_id(self) -> int:
+        return self._event.publisher.instance_id
+
+    @property
+    def publisher_sequence(self) -> int:
+        return self._event.publisher.sequence
+
+
+_read_frame = _read_compiled if BACKEND == "cython" else _read_generated
 
 
 def error_frame(code: frames_pb2.ErrorCode, message: str, request_id: int = 0) -> frames_pb2.Frame:

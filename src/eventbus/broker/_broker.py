@@ -10,10 +10,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf.message import DecodeError
-
 from .. import topics
-from .._backend import validate_topic
+from .._backend import PublishView, validate_topic
 from ..acl import Policy, default_policy
 from ..errors import (
     ConnectionLost,
@@ -28,6 +26,7 @@ from ..protocol import (
     encode_event,
     encode_frame,
     error_frame,
+    read_frame,
 )
 from ..transport import Connection, Server, default_address, memory_pair, serve
 from ..v1 import frames_pb2
@@ -337,29 +336,21 @@ class Broker:
 
     # -- frames ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _decode(body: bytes) -> frames_pb2.Frame:
-        try:
-            return _Frame.FromString(body)
-        except DecodeError as exc:
-            raise ProtocolError(f"frame of {len(body)} bytes does not parse: {exc}") from None
-
     def _dispatch(self, session: Session, body: bytes) -> None:
         if not body:
             raise ProtocolError("a frame of length 0 carries no Frame")
-        frame = self._decode(body)
-        kind = frame.WhichOneof("body")
+        kind, message = read_frame(body)
         session.messages_in += 1
         handler = self._handlers.get(kind) if kind is not None else None
         if handler is not None:
-            handler(session, getattr(frame, kind))
+            handler(session, message)
         elif kind is None:
             # Parsed, but no frame kind this broker knows (e.g. from a newer client).
             session.send_error(
                 0, _E.ERROR_CODE_PROTOCOL, "frame has no body this broker knows; ignored"
             )
         elif kind == "goodbye":
-            raise _Close("goodbye" + (f": {frame.goodbye.reason}" if frame.goodbye.reason else ""))
+            raise _Close("goodbye" + (f": {message.reason}" if message.reason else ""))
         elif kind == "pong":
             pass
         else:
@@ -367,7 +358,7 @@ class Broker:
             self._fatal(session, _E.ERROR_CODE_PROTOCOL, message)
             raise _Close(message)
 
-    def _on_publish(self, session: Session, publish: frames_pb2.Publish) -> None:
+    def _on_publish(self, session: Session, publish: PublishView) -> None:
         request_id = publish.request_id
         topic = publish.topic
         grant = session.grant
@@ -390,7 +381,7 @@ class Broker:
                 publish.payload,
                 time.time_ns(),
                 session.publisher_field,
-                publish.correlation.SerializeToString() if publish.HasField("correlation") else b"",
+                publish.correlation,
                 reply_to,
                 sequence,
                 publish.stream_started_ns,

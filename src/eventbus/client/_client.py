@@ -27,10 +27,10 @@ from ..errors import ConnectionLost, EventBusError, ProtocolError, Timeout
 from ..framestream import FrameStream
 from ..protocol import (
     CLOSING_CODES,
-    decode_frame,
     encode_frame,
     encode_publish,
     exception_for,
+    read_frame,
 )
 from ..transport import connect as transport_connect
 from ..transport import default_address
@@ -544,55 +544,52 @@ class Client:
 
     def _handle(self, body: bytes) -> tuple[Envelope, list[Subscription]] | None:
         """Act on one frame; for an event, return the subscriptions too full to take it."""
-        frame = decode_frame(body)
-        kind = frame.WhichOneof("body")
+        kind, message = read_frame(body)
         if kind == "event":
-            envelope = Envelope(frame.event)
-            topic = envelope.topic
+            envelope = Envelope(message)
+            topic = message.topic
             if topic[0] == "$" and topic.startswith(INBOX_PREFIX):
                 reply = self._replies.get(topic)
                 if reply is not None and not reply.done():
                     reply.set_result(envelope)
                 return None
             full, numbered = self._routes.deliver(envelope, topic)
-            if numbered:
-                publisher = frame.event.publisher
-                if publisher.sequence and publisher.instance_id:
-                    self._gaps.observe(publisher, topic, self._routes.subscribed_since)
+            if numbered and message.publisher_sequence and message.publisher_instance_id:
+                self._gaps.observe(message, topic, self._routes.subscribed_since)
             return None if full is None else (envelope, full)
-        elif kind == "sub_ack":
-            self._routes.active(frame.sub_ack.request_id)
-            future = self._requests.get(frame.sub_ack.request_id)
-            if future is not None and not future.done():
-                future.set_result(frame.sub_ack)
+        if kind == "sub_ack":
+            self._routes.active(message.request_id)
+            self._answer(message.request_id, message)
         elif kind in ("unsub_ack", "pub_ack", "list_reply"):
-            message = getattr(frame, kind)
-            future = self._requests.get(message.request_id)
-            if future is not None and not future.done():
-                future.set_result(message)
+            self._answer(message.request_id, message)
         elif kind == "pong":
-            future = self._requests.get(frame.pong.nonce)
-            if future is not None and not future.done():
-                future.set_result(frame.pong)
+            self._answer(message.nonce, message)
         elif kind == "error":
-            self._on_error(frame.error)
+            self._on_error(message)
         elif kind == "dropped":
-            self.dropped += frame.dropped.count
-            self._gaps.dropped(frame.dropped.streams)
+            self.dropped += message.count
+            self._gaps.dropped(message.streams)
             log.warning(
                 "broker dropped %d event(s) bound for this client (%d in all)",
-                frame.dropped.count,
-                frame.dropped.total,
+                message.count,
+                message.total,
             )
             if self.on_dropped is not None:
-                self.on_dropped(frame.dropped.count)
+                self.on_dropped(message.count)
         elif kind == "goodbye":
             if not self._closing:
-                raise ConnectionLost(f"broker said goodbye: {frame.goodbye.reason}")
+                raise ConnectionLost(f"broker said goodbye: {message.reason}")
             raise Ended
+        elif kind is None:
+            raise ProtocolError(f"a frame of {len(body)} bytes with no body this client knows")
         else:
             raise ProtocolError(f"unexpected {kind} frame from the broker")
         return None
+
+    def _answer(self, request_id: int, message: Any) -> None:
+        future = self._requests.get(request_id)
+        if future is not None and not future.done():
+            future.set_result(message)
 
     def _on_error(self, error: frames_pb2.Error) -> None:
         exc = exception_for(error)

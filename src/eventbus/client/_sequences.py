@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from .._backend import EventView
 from ..v1 import frames_pb2
 
 __all__ = ["GapTracker", "LostCallback", "PublishSequences"]
@@ -68,7 +69,7 @@ class GapTracker:
 
     def observe(
         self,
-        publisher: frames_pb2.ProcessIdentity,
+        event: EventView,
         topic: str,
         subscribed_since: Callable[[str], int],
     ) -> None:
@@ -78,16 +79,15 @@ class GapTracker:
         receive ``topic`` (monotonic ns, 0: not yet known); it decides the first event of
         a stream: one that began later should have been seen from sequence 1.
         """
-        key = (publisher.instance_id, topic)
-        sequence = publisher.sequence
+        key = (event.publisher_instance_id, topic)
+        sequence = event.publisher_sequence
         seen = self._last_seen
         last = seen.pop(key, None)  # re-inserted below: the dict stays in order of use
         if last is None:
             if len(seen) >= MAX_TRACKED_STREAMS:
                 del seen[next(iter(seen))]
             since = subscribed_since(topic) if sequence > 1 else 0
-            started = publisher.stream_started_ns
-            if since and started > since:
+            if since and event.publisher.stream_started_ns > since:
                 last = 0  # the stream began while subscribed: all of it was due here
             else:
                 self._credit.pop(key, None)  # drops before a baseline: nothing to match
@@ -98,7 +98,7 @@ class GapTracker:
                 self._credit[key] = credit - gap
             lost = gap - min(gap, credit)
             if lost:
-                self._report(publisher, topic, lost)
+                self._report(event.publisher, topic, lost)
         seen[key] = sequence
 
     def forget(self, still_received: Callable[[str], bool]) -> None:
