@@ -46,10 +46,12 @@ CHAOS_SEED ?=
 chaos: install
 	$(PY) -m chaos --duration $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
+# mypy: src/eventbus, chaos and tests (pyproject's files), then bench in a run of its own.
 lint: install
 	$(VENV)/bin/ruff check src tests bench chaos
 	$(VENV)/bin/ruff format --check src tests bench chaos
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench
 
 proto: install
 	$(PY) proto/generate.py
