@@ -57,10 +57,12 @@ fuzz: fuzz-install
 fuzz-install: install
 	$(PY) -m pip install -q 'atheris>=2.3'
 
+# mypy: src/eventbus, chaos and tests (pyproject's files), then bench in a run of its own.
 lint: install
 	$(VENV)/bin/ruff check src tests bench chaos fuzz
 	$(VENV)/bin/ruff format --check src tests bench chaos fuzz
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench
 
 proto: install
 	$(PY) proto/generate.py

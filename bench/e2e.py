@@ -1165,19 +1165,19 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
                 break
-    with contextlib.suppress(ImportError):
-        import uvloop
+    # Versions from the installed distributions: uvloop does not export __version__ and
+    # nats-py has none.
+    from importlib import metadata
 
-        info["uvloop"] = uvloop.__version__
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        info["uvloop"] = metadata.version("uvloop")
     with contextlib.suppress(ImportError):
         import google.protobuf
         from google.protobuf.internal import api_implementation
 
         info["protobuf"] = f"{google.protobuf.__version__} ({api_implementation.Type()})"
-    with contextlib.suppress(ImportError, AttributeError):
-        import nats
-
-        info["nats-py"] = nats.__version__
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        info["nats-py"] = metadata.version("nats-py")
     with contextlib.suppress(Unavailable, OSError, subprocess.SubprocessError):
         version = subprocess.run(
             [nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10

@@ -64,7 +64,7 @@ class _Peer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.role == b"S" and self.transport in self.relay.subscribers:
-            self.relay.subscribers.remove(self.transport)  # type: ignore[arg-type]
+            self.relay.subscribers.remove(self.transport)
 
 
 async def _serve(path: str) -> None:
@@ -88,7 +88,7 @@ def main() -> int:
     if args.loop == "uvloop":
         import uvloop
 
-        loop = uvloop.new_event_loop()
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

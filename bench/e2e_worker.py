@@ -306,7 +306,7 @@ def run(main: Coroutine[Any, Any, dict[str, Any]], loop_name: str) -> dict[str, 
     if loop_name == "uvloop":
         import uvloop
 
-        loop = uvloop.new_event_loop()
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -334,7 +335,8 @@ def test_malformed_unit_or_cgroup_binding_is_refused(
     field_name: str, value: str, words: str
 ) -> None:
     with pytest.raises(ValueError, match=words):
-        Binding(**{field_name: frozenset({value})})
+        fields: dict[str, Any] = {field_name: frozenset({value})}
+        Binding(**fields)
 
 
 # --- Policy files ---------------------------------------------------------------------------
@@ -612,7 +614,7 @@ def test_importing_the_client_loads_no_policy_file_machinery() -> None:
 
 def _imported_modules(path: Path, package: str) -> set[str]:
     """The absolute names of the modules ``path`` (a module of ``package``) imports."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)

@@ -359,7 +359,7 @@ async def test_slow_consumer_loses_newest_events_and_is_told_how_many(address: s
                 envelope = await fast_sub.get(DEADLINE)
                 assert envelope.payload[:4] == seq.to_bytes(4, "big")
             # The slow one now reads everything; what it missed is reported, never silent.
-            received = []
+            received: list[int] = []
             while len(received) + sum(lost) < total:
                 envelope = await slow_sub.get(DEADLINE)
                 received.append(int.from_bytes(envelope.payload[:4], "big"))

@@ -106,6 +106,7 @@ def test_a_broker_kill_mid_stream_leaves_received_dropped_lost_equal_to_sent(
             peers.append(agents[label])
             agents[label].expect("ready")
         publishers: dict[Peer, tuple[str, ...]] = {}
+        names: tuple[str, ...]
         for principal, names in (("procmond", PROCESS), ("netmond", NETWORK)):
             args = [arg for t in names for arg in ("--topic", t)]
             publisher = Peer(address, "publish", principal, *args, "--rate", "1000", name=principal)

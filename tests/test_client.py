@@ -52,7 +52,7 @@ async def test_reconnects_resubscribes_and_flushes_in_order(address: str) -> Non
         # Which of the two clients reconnected first decides how much of the backlog reached
         # the socket agent (at most once); what did arrive is in order, and what did not is
         # counted lost in transit, since "after" follows it in the same stream.
-        seen = []
+        seen: list[bytes] = []
         while not seen or seen[-1] != b"after":
             seen.append((await old_sub.get(DEADLINE)).payload)
         flushed_seen = seen[:-1]

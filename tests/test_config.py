@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,8 @@ def test_the_defaults_are_valid() -> None:
 @pytest.mark.parametrize("value", [0, -1])
 def test_limits_and_intervals_must_be_positive(name: str, value: int) -> None:
     with pytest.raises(ConfigError, match=rf"^BrokerConfig\.{name} must be positive, not {value}$"):
-        BrokerConfig(**{name: value})
+        fields: dict[str, Any] = {name: value}
+        BrokerConfig(**fields)
 
 
 def test_the_message_of_the_issue() -> None:

@@ -195,7 +195,7 @@ class Twin:
 
 # Values are drawn as indexes into one of these pools: only identity-equal values (the
 # broker's case), or a mix of plain values and equal-but-distinct ones.
-POOLS = {
+POOLS: dict[str, list[Any]] = {
     "tokens": [Token("a"), Token("b"), Token("c"), Token("d"), Token("e")],
     "mixed": [0, "v", ("conn", 1), Twin(1, "first"), Twin(1, "second")],
 }

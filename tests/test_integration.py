@@ -67,6 +67,12 @@ def by_publisher(envelopes: list[eventbus.Envelope]) -> dict[int, list[eventbus.
     return grouped
 
 
+def sequence(envelope: eventbus.Envelope) -> int:
+    """The sequence number the publisher's correlation metadata gave ``envelope``."""
+    assert envelope.correlation is not None, "an event without correlation metadata"
+    return envelope.correlation.sequence
+
+
 def task(task_id: str, kind: str) -> payloads_pb2.Task:
     return payloads_pb2.Task(task_id=task_id, collector_kind=kind, task_type="scan")
 
@@ -141,7 +147,7 @@ async def test_signal_drains_connected_clients_and_exits_zero(
         with pytest.raises(eventbus.ConnectionLost, match="goodbye"):
             async for envelope in events:
                 received.append(envelope)
-        assert [e.correlation.sequence for e in received] == list(range(100))
+        assert [sequence(e) for e in received] == list(range(100))
         assert not agent.connected
         with pytest.raises(eventbus.ConnectionLost):
             await agent.publish(topics.TASK_PROCESS, b"")
@@ -241,7 +247,7 @@ async def test_collectors_events_reach_every_matching_subscription_exactly_once_
             assert set(grouped) <= set(published), f"unknown publishers {set(grouped)}"
             for pid, topic_seqs in published.items():
                 expected = [(t, s) for t, s in topic_seqs if wanted(t)]
-                got = [(e.topic, e.correlation.sequence) for e in grouped.get(pid, [])]
+                got = [(e.topic, sequence(e)) for e in grouped.get(pid, [])]
                 # Exactly what was published: nothing lost, nothing twice, publish order.
                 assert got == expected, f"{principal[pid]}: {len(got)} of {len(expected)}"
             for envelope in envelopes:

@@ -105,7 +105,7 @@ async def test_stopped_subscribers_over_the_budget_are_shed_and_the_live_pair_ge
                     f"publish {PER_STEP} {topics.PROCESS_LIFECYCLE}", "published"
                 )
                 await agent.ping(timeout=DEADLINE)
-                seqs += [(await live.get(0)).correlation.sequence for _ in range(live.pending)]
+                seqs += [sequence(await live.get(0)) for _ in range(live.pending)]
             # The live pair got every event in order, without a loss.
             assert seqs == list(range(count))
             assert agent.dropped == 0 and agent.lost == 0
@@ -123,6 +123,12 @@ async def test_stopped_subscribers_over_the_budget_are_shed_and_the_live_pair_ge
             got = [r["seq"] for r in report[topics.PROCESS_ALL]]
             assert got == sorted(got)
         await procmond.astop()
+
+
+def sequence(envelope: eventbus.Envelope) -> int:
+    """The sequence number the publisher's correlation metadata gave ``envelope``."""
+    assert envelope.correlation is not None, "an event without correlation metadata"
+    return envelope.correlation.sequence
 
 
 async def agent_stats(agent: eventbus.Client) -> dict[str, int]:

@@ -246,10 +246,10 @@ class Session:
                 return [("unsub_ack", request.request_id)], None
             return [("error", request.request_id, E.ERROR_CODE_NOT_FOUND)], None
         assert kind == "list_request", kind
-        request = frame.list_request
-        if request.all_clients and not self.grant.admin:
-            return [("error", request.request_id, E.ERROR_CODE_PERMISSION_DENIED)], None
-        return [("list_reply", request.request_id)], None
+        listing = frame.list_request
+        if listing.all_clients and not self.grant.admin:
+            return [("error", listing.request_id, E.ERROR_CODE_PERMISSION_DENIED)], None
+        return [("list_reply", listing.request_id)], None
 
     def _publish(self, publish: pb.Publish) -> list[Answer]:
         rid = publish.request_id
@@ -282,6 +282,7 @@ class Session:
 def touches_an_inbox(frame: pb.Frame) -> bool:
     """Whether ``frame`` names a ``$INBOX`` topic, whose answer depends on the connection id."""
     kind = frame.WhichOneof("body")
+    names: tuple[str, ...]
     if kind == "publish":
         names = (frame.publish.topic, frame.publish.reply_to)
     elif kind == "subscribe":
