@@ -120,6 +120,7 @@ def main() -> None:
     for target, seeds in (
         ("framing", framing_seeds()),
         ("decoders", decoder_seeds()),
+        ("views", decoder_seeds()),
         ("policy", policy_seeds()),
     ):
         directory = CORPUS / target

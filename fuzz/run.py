@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE.parent / ".fuzz"
-TARGETS = ("framing", "decoders", "policy")
+TARGETS = ("framing", "decoders", "views", "policy")
 
 _RUNS = re.compile(r"^Done (\d+) runs in (\d+) second", re.MULTILINE)
 _ARTIFACT = re.compile(r"Test unit written to (\S+)")

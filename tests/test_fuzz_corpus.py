@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
-TARGETS = ("framing", "decoders", "policy")
+TARGETS = ("framing", "decoders", "views", "policy")
 
 
 def target(name: str) -> Callable[[bytes], None]:

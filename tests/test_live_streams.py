@@ -47,7 +47,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix socket pro
 #: an oversized header are served before the FrameTooLarge. While False, a stream waits for
 #: every answer before it sends an oversized header, and does not send the bytes after a
 #: frame that ends the connection if they hold one.
-OVERSIZED_SPARES_EARLIER_FRAMES = False
+OVERSIZED_SPARES_EARLIER_FRAMES = True
 # Where the documents disagree: docs/protocol.md counts a frame whose only body is of an
 # unknown kind as empty, which closes the connection; the broker (and test_broker) answer
 # Error(PROTOCOL) and keep it. The oracle follows the broker until that is settled.
@@ -575,12 +575,6 @@ def test_frames_sent_with_hello_are_answered_at_once(broker: BrokerProc) -> None
     assert pong is not None and summary(pong) == ("pong", 7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker: FrameSplitter.feed raises FrameTooLarge without the frames it had split "
-    "from the same read, so a Ping sent with an oversized header is never answered; when "
-    "this passes, set OVERSIZED_SPARES_EARLIER_FRAMES",
-)
 def test_frames_before_an_oversized_header_are_answered(broker: BrokerProc) -> None:
     wire = _welcomed(broker.address)
     wire.send(PING + struct.pack("<I", DEFAULT_MAX_FRAME + 1))

@@ -122,6 +122,10 @@ async def test_eof_reads_empty_bytes_after_buffered_data(
         assert await read_exactly(server_side, 10) == b"last words"
         assert await server_side.read() == b""
         assert await server_side.read() == b""  # and stays at EOF
+        # The peer's end of stream leaves this side able to answer what came before it;
+        # closing is the owner's call.
+        server_side.write(b"answer")
+        server_side.close()
         await server_side.wait_closed()
         assert server_side.is_closing()
 

@@ -41,7 +41,8 @@ class FrameSplitter:
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Add ``data``; return the bodies of the frames it completes, in order.
 
-        Raises :class:`FrameTooLarge` when a header declares more than ``max_frame`` bytes.
+        Raises :class:`FrameTooLarge` when a header declares more than ``max_frame`` bytes;
+        its ``frames`` are the bodies completed before that header.
         """
         if not isinstance(data, (bytes, bytearray)):
             # Any buffer counts as its bytes (a memoryview's len() counts items, and its
@@ -61,9 +62,11 @@ class FrameSplitter:
         while size - pos >= _HEADER:
             length = int.from_bytes(view[pos : pos + _HEADER], "little")
             if length > limit:
-                raise FrameTooLarge(
+                error = FrameTooLarge(
                     f"frame of {length} bytes declared, over the limit of {limit} bytes"
                 )
+                error.frames = frames
+                raise error
             end = pos + _HEADER + length
             if end > size:
                 break

@@ -52,7 +52,14 @@ class ProtocolError(EventBusError):
 
 
 class FrameTooLarge(ProtocolError):
-    """A frame's declared length exceeds the configured maximum."""
+    """A frame's declared length exceeds the configured maximum.
+
+    Raised by a frame splitter, ``frames`` holds the bodies of the whole frames that came
+    before the oversized header in the same bytes, so they can still be served.
+    """
+
+    # Replaced per instance by the splitter; the shared empty list is never mutated.
+    frames: list[bytes] = []
 
 
 class PolicyError(EventBusError, ValueError):

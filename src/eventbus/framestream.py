@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from ._backend import FrameSplitter
-from .errors import ConnectionLost
+from .errors import ConnectionLost, FrameTooLarge
 from .protocol import DEFAULT_MAX_FRAME
 from .transport import Connection, Receiver
 
@@ -26,7 +26,16 @@ FrameHandler = Callable[[list[bytes]], None]
 class FrameStream(Receiver):
     """Splits a connection's bytes into frame bodies and hands them on as they arrive."""
 
-    __slots__ = ("_end", "_handler", "_held", "_paused", "_splitter", "conn", "received")
+    __slots__ = (
+        "_deferred",
+        "_end",
+        "_handler",
+        "_held",
+        "_paused",
+        "_splitter",
+        "conn",
+        "received",
+    )
 
     def __init__(self, conn: Connection, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.conn = conn
@@ -36,6 +45,9 @@ class FrameStream(Receiver):
         # Chunks that arrived while paused (a transport may hand over what it had read).
         self._held: list[bytes] = []
         self._paused = False
+        # An oversized header that followed the first frames: it ends the stream once they
+        # are served.
+        self._deferred: FrameTooLarge | None = None
         #: Bytes received so far.
         self.received = 0
 
@@ -58,7 +70,13 @@ class FrameStream(Receiver):
             if not data:
                 raise ConnectionLost("the connection closed before its first frame")
             self.received += len(data)
-            bodies = self._splitter.feed(data)
+            try:
+                bodies = self._splitter.feed(data)
+            except FrameTooLarge as too_large:
+                if not too_large.frames:
+                    raise
+                self._deferred = too_large
+                return too_large.frames
             if bodies:
                 return bodies
 
@@ -66,6 +84,9 @@ class FrameStream(Receiver):
         """Hand every frame from now on to ``handler``; :meth:`wait` tells how it ended."""
         self._handler = handler
         self._end = asyncio.get_running_loop().create_future()
+        if self._deferred is not None:
+            self._finish(self._deferred)
+            return
         self.conn.start_receiving(self)
 
     async def wait(self) -> BaseException | None:
@@ -105,7 +126,13 @@ class FrameStream(Receiver):
             return
         self.received += len(chunk)
         try:
-            bodies = self._splitter.feed(chunk)
+            try:
+                bodies = self._splitter.feed(chunk)
+            except FrameTooLarge as too_large:
+                # Whole frames before the oversized header were sent: they are served.
+                if too_large.frames:
+                    handler(too_large.frames)
+                raise
             if bodies:
                 handler(bodies)
         except BaseException as exc:  # the handler's verdict ends the stream, whatever it is

@@ -126,7 +126,8 @@ cdef class FrameSplitter:
     def feed(self, data):
         """Add ``data``; return the bodies of the frames it completes, in order.
 
-        Raises :class:`FrameTooLarge` when a header declares more than ``max_frame`` bytes.
+        Raises :class:`FrameTooLarge` when a header declares more than ``max_frame`` bytes;
+        its ``frames`` are the bodies completed before that header.
         """
         cdef bytearray buffer = self._buffer
         cdef object source
@@ -189,6 +190,15 @@ cdef class FrameSplitter:
                     break
                 frames.append(_body_at(&stream, pos + HEADER, length))
                 pos = end
+        except FrameTooLarge as error:
+            error.frames = frames  # the frames before the oversized header, as the twin's
+            if held_exported:
+                PyBuffer_Release(&held_view)
+            if fed_exported:
+                PyBuffer_Release(&fed_view)
+            if stream.held:
+                buffer += data
+            raise
         except BaseException:
             # As the twin, which appends the chunk to waiting bytes before it reads them.
             if held_exported:

@@ -117,8 +117,10 @@ class Connection(abc.ABC):
         """Return the received bytes not read yet, waiting for some if there are none.
 
         All buffered chunks are returned at once, joined. Returns ``b""`` at end of stream
-        (the peer closed, or this side was closed). Raises `ConnectionLost` when the
-        connection was reset or broke, once the bytes received before that are consumed.
+        (the peer closed, or this side was closed); the peer's end of stream leaves this side
+        open for writing, so what came before it can still be answered, until `close`.
+        Raises `ConnectionLost` when the connection was reset or broke, once the bytes
+        received before that are consumed.
         Only one coroutine may wait in ``read()`` at a time.
         """
 

@@ -132,7 +132,9 @@ class StreamConnection(asyncio.Protocol, Connection):
         self._eof = True
         self._wake_reader()
         self._end_receiving()
-        return None  # let the transport close itself: this interface has no half-close
+        # Keep the sending side open: the frames that came before the end of stream are
+        # still answered, and the owner closes the connection once it has seen the end.
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._process is not None:
