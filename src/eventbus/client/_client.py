@@ -17,25 +17,22 @@ import logging
 import os
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from google.protobuf.message import Message
 
 from .._backend import validate_filter, validate_topic
 from ..acl._grant import Grant
-from ..errors import ConnectionLost, EventBusError, ProtocolError, Timeout
-from ..framestream import FrameStream
+from ..errors import ConnectionLost, Timeout
 from ..protocol import (
-    CLOSING_CODES,
     encode_frame,
     encode_publish,
-    exception_for,
-    read_frame,
 )
 from ..transport import connect as transport_connect
 from ..transport import default_address
 from ..v1 import frames_pb2
 from ._envelope import Envelope
+from ._inbound import Inbound
+from ._lifecycle import Lifecycle, subscribe_frame
 from ._link import INBOX_PREFIX, Link, Opener
 from ._reconnect import NO_RECONNECT, Backlog, Reconnect
 from ._routes import Routes
@@ -50,7 +47,7 @@ _Frame = frames_pb2.Frame
 _DEFAULT_MAX_PENDING = 10_000
 
 
-class Client:
+class Client(Lifecycle):
     """A connection to the broker under one principal. Use :func:`connect` to make one."""
 
     def __init__(
@@ -76,17 +73,13 @@ class Client:
         #: Random id that, with a sequence per topic, numbers this client's publishes; kept
         #: across reconnections so subscribers can see a gap in what it sent.
         self.instance_id = instance_id
-        #: Events the broker reported lost on the way to this client.
-        self.dropped = 0
         self._sequences = PublishSequences()
         self._gaps = GapTracker(on_lost)
         #: Times the connection was re-established.
         self.reconnects = 0
-        self.on_dropped = on_dropped
         self._link = link
         self._routes = Routes(link.limits)
-        self._requests: dict[int, asyncio.Future[Any]] = {}
-        self._replies: dict[str, asyncio.Future[Envelope]] = {}
+        self._inbound = Inbound(self._routes, self._gaps, on_dropped, lambda: self._closing)
         self._inbox_id = 0
         self._ids = itertools.count(1)
         self._backlog = Backlog(reconnect.buffer_bytes)
@@ -95,8 +88,6 @@ class Client:
         self._connected = asyncio.Event()
         self._reconnecting: asyncio.Task[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
-        # Delivers to subscriptions that were full, while reading is paused.
-        self._unblocking: asyncio.Task[None] | None = None
         self._attach(link)
         self._connected.set()
 
@@ -132,19 +123,6 @@ class Client:
             reconnect=reconnect,
         )
 
-    def _attach(self, link: Link) -> None:
-        """Make ``link`` the current connection and start reading it."""
-        self._link = link
-        self._routes.follow(link.limits)
-        loop = asyncio.get_running_loop()
-        self._reader = loop.create_task(self._read_loop(link))
-        interval = link.limits.heartbeat_interval_ms / 1000
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        self._keepalive = (
-            loop.create_task(self._ping_loop(link, interval)) if interval > 0 else None
-        )
-
     # -- what the current connection's Welcome said ----------------------------------------
 
     @property
@@ -172,6 +150,19 @@ class Client:
     @property
     def principal(self) -> str:
         return self._link.grant.principal
+
+    @property
+    def dropped(self) -> int:
+        """Events the broker reported lost on the way to this client (``Dropped``)."""
+        return self._inbound.dropped
+
+    @property
+    def on_dropped(self) -> Callable[[int], None] | None:
+        return self._inbound.on_dropped
+
+    @on_dropped.setter
+    def on_dropped(self, callback: Callable[[int], None] | None) -> None:
+        self._inbound.on_dropped = callback
 
     @property
     def unsent(self) -> int:
@@ -296,7 +287,7 @@ class Client:
         # Routed locally before the SubAck, so no event that follows the ack is missed.
         self._routes.add(sub)
         try:
-            await self._request(sub_id, _subscribe_frame(sub_id, topic_filter, group or ""))
+            await self._request(sub_id, subscribe_frame(sub_id, topic_filter, group or ""))
         except BaseException:
             self._drop_route(sub)
             raise
@@ -319,7 +310,7 @@ class Client:
         await self._ensure_inbox()
         reply_to = f"{self._link.inbox}{next(self._ids)}"
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self._replies[reply_to] = future
+        self._inbound.replies[reply_to] = future
         try:
             await self.publish(
                 topic, payload, reply_to=reply_to, correlation=correlation, confirm=True
@@ -328,7 +319,7 @@ class Client:
         except asyncio.TimeoutError:
             raise Timeout(f"no reply to the request on {topic!r} within {timeout:g} s") from None
         finally:
-            self._replies.pop(reply_to, None)
+            self._inbound.replies.pop(reply_to, None)
 
     async def reply(self, request: Envelope, payload: bytes | bytearray | Message = b"") -> None:
         """Answer a request received on a subscription (once per request)."""
@@ -403,30 +394,6 @@ class Client:
 
     # -- requests --------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed is not None and not isinstance(self._closed, Ended):
-            raise ConnectionLost(f"connection to the broker is closed: {self._closed}")
-        if self._closed is not None or self._closing:
-            raise ConnectionLost("client is closed")
-
-    async def _wait_connected(self) -> None:
-        while not self._connected.is_set():
-            self._check_open()
-            await self._connected.wait()
-        self._check_open()
-
-    async def _request(self, request_id: int, data: bytes, *, now: bool = False) -> Any:
-        """Send a frame that expects an answer; ``now`` skips waiting for a reconnection."""
-        if not now and not self._connected.is_set():
-            await self._wait_connected()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[request_id] = future
-        try:
-            self._link.send(data)
-            return await future
-        finally:
-            self._requests.pop(request_id, None)
-
     async def _unsubscribe(self, sub: Subscription) -> None:
         self._drop_route(sub)
         sub._finish(None)
@@ -438,11 +405,6 @@ class Client:
         )
         await self._request(request_id, encode_frame(frame))
 
-    def _drop_route(self, sub: Subscription) -> None:
-        if self._routes.remove(sub):
-            # What a subscription no longer receives cannot go missing meanwhile.
-            self._gaps.forget(self._routes.receives)
-
     async def _ensure_inbox(self) -> None:
         if not self._inbox_id:
             self._inbox_id = next(self._ids)
@@ -452,270 +414,7 @@ class Client:
                 self._inbox_id = 0
                 raise
 
-    def _inbox_frame(self) -> bytes:
-        return _subscribe_frame(self._inbox_id, f"{self._link.inbox}+", "")
-
     # -- reading ---------------------------------------------------------------------------
-
-    async def _ping_loop(self, link: Link, interval: float) -> None:
-        ping = encode_frame(_Frame(ping=frames_pb2.Ping(nonce=0)))
-        while True:
-            await asyncio.sleep(interval)
-            link.send(ping)
-
-    async def _read_loop(self, link: Link) -> None:
-        """Serve the connection's frames as they arrive, then act on how it ended."""
-        stream = link.stream
-        end: BaseException | None
-        try:
-            self._on_frames(link.pending)
-        except BaseException as exc:
-            end = exc
-        else:
-            stream.start(self._on_frames)
-            end = await stream.wait()
-        if self._unblocking is not None:
-            self._unblocking.cancel()
-            self._unblocking = None
-        error: BaseException | None
-        if end is None:
-            error = None if self._closing else ConnectionLost("the broker closed the connection")
-        elif isinstance(end, Ended):
-            error = None
-        elif isinstance(end, EventBusError):
-            error = None if self._closing else end
-        else:
-            log.error("client reader failed", exc_info=end)
-            error = ConnectionLost(f"client reader failed: {end!r}")
-        if link is not self._link:
-            return
-        if error is not None and self._may_reconnect(error):
-            self._lost(error)
-        else:
-            self._shutdown(error)
-
-    def _on_frames(self, bodies: list[bytes]) -> None:
-        """Act on the frames of one received chunk, from the transport's data_received.
-
-        An event for a full subscription pauses reading: the rest waits in a task until
-        there is room, so the broker, not this process, holds what the application has
-        not taken.
-        """
-        handle = self._handle
-        for index, body in enumerate(bodies):
-            blocked = handle(body)
-            if blocked is not None:
-                stream = self._link.stream
-                stream.pause()
-                rest = bodies[index + 1 :]
-                self._unblocking = asyncio.get_running_loop().create_task(
-                    self._unblock(stream, blocked, rest)
-                )
-                return
-
-    async def _unblock(
-        self,
-        stream: FrameStream,
-        blocked: tuple[Envelope, list[Subscription]],
-        rest: list[bytes],
-    ) -> None:
-        try:
-            await self._deliver_rest(blocked)
-            for body in rest:
-                await self._deliver_rest(self._handle(body))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            stream.fail(exc)
-            return
-        finally:
-            if self._unblocking is asyncio.current_task():
-                self._unblocking = None
-        stream.resume()
-
-    async def _deliver_rest(self, blocked: tuple[Envelope, list[Subscription]] | None) -> None:
-        """Hand an event to the subscriptions that were full, as each makes room."""
-        if blocked is not None:
-            envelope, subs = blocked
-            for sub in subs:
-                while sub._full():
-                    await sub._wait_space()
-                sub._push(envelope)
-
-    def _handle(self, body: bytes) -> tuple[Envelope, list[Subscription]] | None:
-        """Act on one frame; for an event, return the subscriptions too full to take it."""
-        kind, message = read_frame(body)
-        if kind == "event":
-            envelope = Envelope(message)
-            topic = message.topic
-            if topic[0] == "$" and topic.startswith(INBOX_PREFIX):
-                reply = self._replies.get(topic)
-                if reply is not None and not reply.done():
-                    reply.set_result(envelope)
-                return None
-            full, numbered = self._routes.deliver(envelope, topic)
-            if numbered and message.publisher_sequence and message.publisher_instance_id:
-                self._gaps.observe(message, topic, self._routes.subscribed_since)
-            return None if full is None else (envelope, full)
-        if kind == "sub_ack":
-            self._routes.active(message.request_id)
-            self._answer(message.request_id, message)
-        elif kind in ("unsub_ack", "pub_ack", "list_reply"):
-            self._answer(message.request_id, message)
-        elif kind == "pong":
-            self._answer(message.nonce, message)
-        elif kind == "error":
-            self._on_error(message)
-        elif kind == "dropped":
-            self.dropped += message.count
-            self._gaps.dropped(message.streams)
-            log.warning(
-                "broker dropped %d event(s) bound for this client (%d in all)",
-                message.count,
-                message.total,
-            )
-            if self.on_dropped is not None:
-                self.on_dropped(message.count)
-        elif kind == "goodbye":
-            if not self._closing:
-                raise ConnectionLost(f"broker said goodbye: {message.reason}")
-            raise Ended
-        elif kind is None:
-            raise ProtocolError(f"a frame of {len(body)} bytes with no body this client knows")
-        else:
-            raise ProtocolError(f"unexpected {kind} frame from the broker")
-        return None
-
-    def _answer(self, request_id: int, message: Any) -> None:
-        future = self._requests.get(request_id)
-        if future is not None and not future.done():
-            future.set_result(message)
-
-    def _on_error(self, error: frames_pb2.Error) -> None:
-        exc = exception_for(error)
-        future = self._requests.get(error.request_id) if error.request_id else None
-        if future is not None and not future.done():
-            future.set_exception(exc)
-        elif error.code in CLOSING_CODES:
-            raise exc
-        else:
-            log.warning("broker: %s", exc)
-
-    # -- losing and regaining the connection -------------------------------------------------
-
-    def _may_reconnect(self, error: BaseException) -> bool:
-        return (
-            self.reconnect.enabled
-            and not self._closing
-            and isinstance(error, (ConnectionLost, Timeout))
-        )
-
-    def _lost(self, error: BaseException) -> None:
-        """The connection broke: fail what waited on it, keep subscriptions, reconnect."""
-        log.warning("lost the connection to the broker (%s); reconnecting", error)
-        self._connected.clear()
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            self._keepalive = None
-        self._link.discard()  # unsent frames: subscribers see the gap they leave
-        self._link.conn.abort()
-        self._fail_requests(error)
-        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect(error))
-
-    async def _reconnect(self, cause: BaseException) -> None:
-        policy = self.reconnect
-        try:
-            for attempt, delay in enumerate(policy.delays(), 1):
-                await asyncio.sleep(delay)
-                try:
-                    link = await Link.open(
-                        self._opener,
-                        principal=self._principal,
-                        client_name=self._client_name,
-                        instance_id=self.instance_id,
-                        timeout=self._timeout,
-                    )
-                except (ConnectionLost, Timeout, OSError) as exc:
-                    log.debug("reconnection attempt %d failed: %s", attempt, exc)
-                    cause = exc
-                    continue
-                except EventBusError as exc:  # refused by the broker: no point retrying
-                    self._shutdown(exc)
-                    return
-                self._attach(link)
-                self.reconnects += 1
-                await self._restore()
-                return
-            self._shutdown(
-                ConnectionLost(
-                    f"gave up after {policy.max_attempts} reconnection attempts: {cause}"
-                )
-            )
-        except asyncio.CancelledError:
-            raise
-        except EventBusError as exc:
-            log.warning("reconnection interrupted: %s", exc)
-        finally:
-            # A loss during _restore has already started the next round: keep that one.
-            if self._reconnecting is asyncio.current_task():
-                self._reconnecting = None
-
-    async def _restore(self) -> None:
-        """Register the subscriptions again, then send what was published meanwhile."""
-        subs = list(self._routes)
-        requests = [
-            self._request(sub.id, _subscribe_frame(sub.id, sub.filter, sub.group), now=True)
-            for sub in subs
-        ]
-        if self._inbox_id:
-            requests.append(self._request(self._inbox_id, self._inbox_frame(), now=True))
-        results = await asyncio.gather(*requests, return_exceptions=True)
-        if any(isinstance(result, (ConnectionLost, Timeout)) for result in results):
-            return  # lost again: the reader starts the next round
-        for sub, result in zip(subs, results[: len(subs)], strict=True):
-            if isinstance(result, BaseException):  # e.g. the policy no longer allows it
-                self._drop_route(sub)
-                sub._finish(result)
-        link = self._link
-        for data in self._backlog.take():
-            link.send(data)
-        self._connected.set()
-        log.info("reconnected to the broker as connection %d", self.connection_id)
-
-    def _fail_requests(self, error: BaseException) -> None:
-        for future in self._requests.values():
-            if not future.done():
-                future.set_exception(error)
-        for reply in self._replies.values():
-            if not reply.done():
-                reply.set_exception(error)
-
-    def _shutdown(self, error: BaseException | None) -> None:
-        if self._closed is not None:
-            return
-        self._closed = error if error is not None else Ended()
-        self._connected.set()  # wake waiters so they see the end
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        if self._reconnecting is not None and self._reconnecting is not asyncio.current_task():
-            self._reconnecting.cancel()
-        self._fail_requests(error or ConnectionLost("client is closed"))
-        for sub in self._routes.clear():
-            sub._finish(error)
-        self._backlog.abandon()
-        if error is not None:
-            self._link.discard()
-            self._link.conn.abort()
-        else:
-            self._link.write_out()
-            self._link.conn.close()
-
-
-def _subscribe_frame(sub_id: int, topic_filter: str, group: str) -> bytes:
-    frame = _Frame(
-        subscribe=frames_pb2.Subscribe(request_id=sub_id, filter=topic_filter, group=group)
-    )
-    return encode_frame(frame)
 
 
 async def connect(
