@@ -5,7 +5,7 @@ the two rows of a group are the compiled core and its pure-Python twin, and the 
 parentheses is relative to the faster. The wire groups (``encode_event``, ``encode_publish``,
 ``decode_publish``, ``decode_event``) have three rows: the compiled wire twin, the
 pure-Python one and the generated protobuf classes doing the same work; the broker groups
-replay ``Broker._on_publish`` step by step. Every benchmark warms up before it is measured.
+replay ``Publishing.publish`` step by step. Every benchmark warms up before it is measured.
 There are no timing asserts: the numbers and the targets they are read against are in
 ``docs/performance.md``.
 
@@ -456,7 +456,7 @@ def test_decode_event(benchmark: Any, size: int, how: str, reads: str) -> None:
 
 
 def _publish_step(grant: Grant) -> Any:
-    """``Broker._dispatch`` + ``Broker._on_publish`` up to the routing, for one Publish body:
+    """``Broker._dispatch`` + ``Publishing.publish`` up to the routing, for one Publish body:
     decode, frame kind, the cached ACL check, ``encode_event`` with the connection's encoded
     identity. Returns a function of the body giving ``(topic, encoded event, reply_to)``."""
     from_string = frames_pb2.Frame.FromString

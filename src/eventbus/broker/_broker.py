@@ -11,19 +11,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import topics
-from .._backend import PublishView, validate_topic
 from ..acl import Policy, default_policy
 from ..errors import (
     ConnectionLost,
     FrameTooLarge,
-    InvalidTopic,
-    PermissionDenied,
     ProtocolError,
 )
 from ..framestream import FrameStream
 from ..protocol import (
-    code_for,
-    encode_event,
     encode_frame,
     error_frame,
     read_frame,
@@ -32,10 +27,11 @@ from ..transport import Connection, Server, default_address, memory_pair, serve
 from ..v1 import frames_pb2
 from ._admission import Refused, admit, read_hello, welcome_frame
 from ._budget import MemoryBudget
+from ._publishing import Publishing
 from ._quotas import Quotas
 from ._requests import Requests
 from ._routing import Router
-from ._session import INBOX_PREFIX, Session
+from ._session import Session
 from ._system import SystemPublisher, presence
 from .config import BrokerConfig
 
@@ -105,10 +101,7 @@ class Broker:
         self._next_budget_check = _BUDGET_CHECK_EVERY
         # Sessions with frames queued since the last flush (see Session.flush).
         self._dirty: list[Session] = []
-        self._system = SystemPublisher(config.name)
-        self.messages_in = 0
-        self.messages_out = 0
-        self.messages_dropped = 0
+        self._publishing = Publishing(config, self._router, SystemPublisher(config.name))
         self._closed_bytes_in = 0
         self._closed_bytes_out = 0
         self._limits = frames_pb2.Limits(
@@ -120,7 +113,7 @@ class Broker:
         )
         requests = Requests(config, self._router, self._quotas, self._sessions)
         self._handlers: dict[str, Callable[[Session, Any], None]] = {
-            "publish": self._on_publish,
+            "publish": self._publishing.publish,
             "subscribe": requests.subscribe,
             "unsubscribe": requests.unsubscribe,
             "ping": requests.ping,
@@ -211,6 +204,21 @@ class Broker:
         """Whether reading from clients is paused (for at most ``budget_pause`` seconds)
         because queued bytes are over the memory budget."""
         return self._budget.paused
+
+    @property
+    def messages_in(self) -> int:
+        """Events accepted from publishers."""
+        return self._publishing.messages_in
+
+    @property
+    def messages_out(self) -> int:
+        """Deliveries written to subscriber connections."""
+        return self._publishing.messages_out
+
+    @property
+    def messages_dropped(self) -> int:
+        """Deliveries dropped for full subscriber buffers."""
+        return self._publishing.messages_dropped
 
     @property
     def clients(self) -> int:
@@ -358,63 +366,6 @@ class Broker:
             self._fatal(session, _E.ERROR_CODE_PROTOCOL, message)
             raise _Close(message)
 
-    def _on_publish(self, session: Session, publish: PublishView) -> None:
-        request_id = publish.request_id
-        topic = publish.topic
-        grant = session.grant
-        assert grant is not None
-        reply_to = publish.reply_to
-        try:
-            if not grant.may_publish(topic) and not session.take_reply_grant(topic):
-                if topic.startswith(INBOX_PREFIX):
-                    raise PermissionDenied(
-                        f"principal {grant.principal!r} may not publish to {topic!r}: an inbox "
-                        "takes only one reply to a request delivered to the replying connection "
-                        f"(rule set {grant.rule_set!r})"
-                    )
-                grant.check_publish(topic)
-            if reply_to:
-                self._check_reply_to(session, reply_to)
-            sequence = publish.sequence
-            data = encode_event(
-                topic,
-                publish.payload,
-                time.time_ns(),
-                session.publisher_field,
-                publish.correlation,
-                reply_to,
-                sequence,
-                publish.stream_started_ns,
-            )
-            stream = (session.instance_id, topic) if sequence and session.instance_id else None
-            delivered, dropped = self._router.fan_out(topic, data, reply_to, stream)
-        except (InvalidTopic, PermissionDenied) as exc:
-            session.send_error(request_id, code_for(exc), str(exc))
-            return
-        self.messages_in += 1
-        self.messages_out += delivered
-        self.messages_dropped += dropped
-        if request_id:
-            if reply_to and not delivered and not dropped:
-                session.send_error(
-                    request_id, _E.ERROR_CODE_NO_RESPONDERS, f"no subscriber for {topic!r}"
-                )
-            else:
-                ack = frames_pb2.PubAck(request_id=request_id, delivered=delivered, dropped=dropped)
-                session.send(encode_frame(_Frame(pub_ack=ack)))
-
-    def _check_reply_to(self, session: Session, reply_to: str) -> None:
-        """A request's reply inbox must be the requester's own, so replies cannot be aimed
-        at another connection."""
-        validate_topic(
-            reply_to, max_bytes=self.config.max_topic_bytes, max_levels=self.config.max_topic_levels
-        )
-        if not reply_to.startswith(session.inbox):
-            raise PermissionDenied(
-                f"reply_to {reply_to!r} is not inside this connection's own inbox "
-                f"{session.inbox + '#'!r}"
-            )
-
     def _fatal(self, session: Session, code: int, message: str) -> None:
         """The connection's last words: an Error frame past any limit, then it closes."""
         log.warning("connection %d (pid=%s): %s", session.connection_id, session.peer.pid, message)
@@ -479,10 +430,7 @@ class Broker:
 
     def publish_system(self, topic: str, payload: bytes) -> int:
         """Publish a broker event (``$SYS...``) with the broker as publisher."""
-        data, stream = self._system.encode(topic, payload)
-        delivered, dropped = self._router.fan_out(topic, data, "", stream)
-        self.messages_out += delivered
-        self.messages_dropped += dropped
+        delivered = self._publishing.system(topic, payload)
         self._flush()
         return delivered
 
