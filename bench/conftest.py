@@ -22,13 +22,14 @@ try:
 except ImportError:  # run from a checkout without installing: use its src/
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "src"))
 
+import eventbus._encode
 import eventbus._framing
 import eventbus._grammar
 import eventbus._rights
 import eventbus._trie
 import eventbus._wire
 
-_NAMES = ("grammar", "trie", "rights", "framing", "wire")
+_NAMES = ("grammar", "trie", "rights", "framing", "wire", "encode")
 
 _PY = SimpleNamespace(
     name="python",
@@ -37,6 +38,7 @@ _PY = SimpleNamespace(
     rights=eventbus._rights,
     framing=eventbus._framing,
     wire=eventbus._wire,
+    encode=eventbus._encode,
 )
 
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import eventbus._encode
 import eventbus._framing
 import eventbus._grammar
 import eventbus._rights
@@ -24,6 +25,7 @@ _PY = SimpleNamespace(
     rights=eventbus._rights,
     framing=eventbus._framing,
     wire=eventbus._wire,
+    encode=eventbus._encode,
 )
 
 
@@ -31,7 +33,7 @@ def _compiled() -> SimpleNamespace | None:
     try:
         modules = {
             name: importlib.import_module(f"eventbus._fast._{name}")
-            for name in ("grammar", "trie", "rights", "framing", "wire")
+            for name in ("grammar", "trie", "rights", "framing", "wire", "encode")
         }
     except ImportError:
         return None

@@ -118,7 +118,7 @@ _HOME = {
     "PublishView": "wire",
     "decode_event": "wire",
     "decode_publish": "wire",
-    "encode_event": "wire",
-    "encode_publish": "wire",
+    "encode_event": "encode",
+    "encode_publish": "encode",
     "frame_kind": "wire",
 }

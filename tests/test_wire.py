@@ -405,7 +405,7 @@ def test_encode_event_agrees(
     args = (topic, payload, timestamp, raw, correlation, reply_to)
     result = agree(
         [
-            outcome(core.wire.encode_event, *args, sequence=sequence, stream_started_ns=started)
+            outcome(core.encode.encode_event, *args, sequence=sequence, stream_started_ns=started)
             for core in both_cores
         ]
     )
@@ -458,7 +458,7 @@ def test_encode_publish_agrees(
     result = agree(
         [
             outcome(
-                core.wire.encode_publish,
+                core.encode.encode_publish,
                 *args,
                 sequence=sequence,
                 stream_started_ns=started,

@@ -48,7 +48,7 @@ def no_extensions_requested() -> bool:
 
 
 # The twinned modules; each exists as eventbus._<name> and eventbus._fast._<name>.
-_TWINS = ("_framing", "_grammar", "_rights", "_trie", "_wire")
+_TWINS = ("_encode", "_framing", "_grammar", "_rights", "_trie", "_wire")
 
 
 def _import_twins(package: str) -> tuple[ModuleType, ...]:
@@ -59,7 +59,7 @@ NO_EXTENSIONS = no_extensions_requested()
 
 if TYPE_CHECKING:
     # Both twins have the same API; type-check against the reference.
-    from . import _framing, _grammar, _rights, _trie, _wire
+    from . import _encode, _framing, _grammar, _rights, _trie, _wire
 else:
     _core = None
     if not NO_EXTENSIONS:
@@ -67,7 +67,7 @@ else:
             _core = _import_twins(f"{__package__}._fast")
         except ImportError:
             NO_EXTENSIONS = True
-    _framing, _grammar, _rights, _trie, _wire = _core or _import_twins(__package__)
+    _encode, _framing, _grammar, _rights, _trie, _wire = _core or _import_twins(__package__)
 
 FrameSplitter = _framing.FrameSplitter
 filter_covers = _grammar.filter_covers
@@ -87,8 +87,8 @@ EventView = _wire.EventView
 PublishView = _wire.PublishView
 decode_event = _wire.decode_event
 decode_publish = _wire.decode_publish
-encode_event = _wire.encode_event
-encode_publish = _wire.encode_publish
+encode_event = _encode.encode_event
+encode_publish = _encode.encode_publish
 frame_kind = _wire.frame_kind
 
 BACKEND = "python" if NO_EXTENSIONS else "cython"
