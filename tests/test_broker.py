@@ -388,8 +388,12 @@ async def test_slow_consumer_disconnect_policy(address: str) -> None:
         raw.send(Frame(subscribe=frames_pb2.Subscribe(request_id=1, filter="events.#")))
         assert (await raw.recv()).WhichOneof("body") == "sub_ack"
         async with await eventbus.connect(address, principal="procmond") as proc:
-            while broker.clients > 2:  # the raw client never reads
-                await proc.publish("events.process.batch", b"y" * 4096, confirm=True)
+
+            async def flood() -> None:
+                while broker.clients > 2:  # the raw client never reads
+                    await proc.publish("events.process.batch", b"y" * 4096, confirm=True)
+
+            await asyncio.wait_for(flood(), DEADLINE)
         presence = frames_pb2.ClientPresence.FromString((await gone.get(DEADLINE)).payload)
         assert presence.identity.connection_id == welcome.connection_id
         assert presence.reason.startswith("slow consumer")

@@ -14,11 +14,11 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
+# One definition of the default for both twins: the reference's.
+from eventbus._framing import DEFAULT_MAX_FRAME
 from eventbus.errors import FrameTooLarge
 
 __all__ = ["DEFAULT_MAX_FRAME", "FrameSplitter"]
-
-DEFAULT_MAX_FRAME = 1 << 20
 
 cdef enum:
     HEADER = 4
