@@ -21,6 +21,8 @@ def _varint(value: int) -> bytes:
     """Protobuf base-128 varint of a non-negative int."""
     if value < 0x80:
         return _SMALL_VARINTS[value]
+    if value < 0x4000:  # body lengths and sequences mostly: two bytes without a loop
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
