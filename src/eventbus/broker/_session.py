@@ -4,8 +4,9 @@ Outbound flow control lives here. Everything queued for a connection counts agai
 outbound limit. An event that would pass it (or any event while the broker sheds the
 connection for the memory budget) is dropped for this subscriber only, counted per stream,
 and reported in-band (``Dropped``) ahead of the next event delivered or as soon as the
-buffer has drained. Answers are never dropped: a connection whose unread answers would pass
-the limit is given up on (``on_overflow`` with ``answer=True``).
+buffer has drained. Answers are never dropped: a connection whose unread answers pass the
+limit (all it has unread is over twice the limit) is given up on (``on_overflow`` with
+``answer=True``).
 """
 
 from __future__ import annotations
@@ -158,11 +159,16 @@ class Session:
         return False
 
     def send(self, data: bytes) -> None:
-        """Queue an answer (SubAck, PubAck, Pong, Error, ...): never dropped, but it counts
-        against the outbound limit, and one that would pass it gives the connection up."""
+        """Queue an answer (SubAck, PubAck, Pong, Error, ...).
+
+        Answers are never dropped, and they count against the outbound limit: they push
+        events out first. Events alone never pass the limit, so a connection with more than
+        twice the limit unread holds over a limit's worth of unread answers: it asks and
+        does not read, and is given up on.
+        """
         if self.closed:
             return
-        if self.queued + len(data) > self.outbound_limit:
+        if self.queued + len(data) > 2 * self.outbound_limit:
             self.on_overflow(self, True)
             return
         self._queue(data)
