@@ -40,6 +40,7 @@ from eventbus.v1 import frames_pb2
 __all__ = [
     "CLOSING_CODES",
     "DEFAULT_MAX_FRAME",
+    "INBOX_PREFIX",
     "LENGTH_PREFIX_SIZE",
     "MAX_FRAME_LIMIT",
     "PROTOCOL_VERSION",
@@ -54,6 +55,9 @@ __all__ = [
     "exception_for",
     "read_frame",
 ]
+
+INBOX_PREFIX: Final = "$INBOX."
+"""Connection N receives the replies to its requests on ``$INBOX.N.<anything>``."""
 
 PROTOCOL_VERSION: Final = 1
 """The version a client sends in Hello and the broker answers in Welcome."""

@@ -7,10 +7,10 @@ import time
 
 from .._backend import PublishView, encode_event, validate_topic
 from ..errors import InvalidTopic, PermissionDenied
-from ..protocol import code_for, encode_frame
+from ..protocol import INBOX_PREFIX, code_for, encode_frame
 from ..v1 import frames_pb2
 from ._routing import Router
-from ._session import INBOX_PREFIX, Session
+from ._session import Session
 from ._system import SystemPublisher
 from .config import BrokerConfig
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from .._backend import filter_covers, validate_filter
 from ..errors import InvalidTopic, PermissionDenied, QuotaExceeded
-from ..protocol import code_for, encode_frame
+from ..protocol import INBOX_PREFIX, code_for, encode_frame
 from ..v1 import frames_pb2
 from ._quotas import Quotas
 from ._routing import Router
-from ._session import INBOX_PREFIX, Session
+from ._session import Session
 from .config import BrokerConfig
 
 __all__ = ["Requests"]

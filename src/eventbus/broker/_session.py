@@ -16,14 +16,11 @@ import time
 from collections.abc import Callable
 
 from ..acl import Grant
-from ..protocol import encode_frame, encode_publisher, error_frame
+from ..protocol import INBOX_PREFIX, encode_frame, encode_publisher, error_frame
 from ..transport import Connection, PeerCredentials
 from ..v1 import frames_pb2
 
-__all__ = ["INBOX_PREFIX", "Session"]
-
-#: Connection N receives replies on ``$INBOX.N.<anything>``.
-INBOX_PREFIX = "$INBOX."
+__all__ = ["Session"]
 _MAX_REPLY_GRANTS = 1024
 # Streams itemised in one Dropped report; drops beyond are counted in its total only (the
 # subscriber then reports those gaps as lost in transit: over-reported, never hidden).

@@ -24,6 +24,7 @@ from .._backend import validate_filter, validate_topic
 from ..acl._grant import Grant
 from ..errors import ConnectionLost, Timeout
 from ..protocol import (
+    INBOX_PREFIX,
     encode_frame,
     encode_publish,
 )
@@ -33,7 +34,7 @@ from ..v1 import frames_pb2
 from ._envelope import Envelope
 from ._inbound import Inbound
 from ._lifecycle import Lifecycle, subscribe_frame
-from ._link import INBOX_PREFIX, Link, Opener
+from ._link import Link, Opener
 from ._reconnect import NO_RECONNECT, Backlog, Reconnect
 from ._routes import Routes
 from ._sequences import GapTracker, LostCallback, PublishSequences

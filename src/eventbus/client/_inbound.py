@@ -16,10 +16,9 @@ from typing import Any
 
 from ..errors import ConnectionLost, ProtocolError
 from ..framestream import FrameStream
-from ..protocol import CLOSING_CODES, exception_for, read_frame
+from ..protocol import CLOSING_CODES, INBOX_PREFIX, exception_for, read_frame
 from ..v1 import frames_pb2
 from ._envelope import Envelope
-from ._link import INBOX_PREFIX
 from ._routes import Routes
 from ._sequences import GapTracker
 from ._subscription import Ended, Subscription

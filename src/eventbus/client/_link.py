@@ -16,6 +16,7 @@ from ..errors import ProtocolError, Timeout
 from ..framestream import FrameStream
 from ..protocol import (
     DEFAULT_MAX_FRAME,
+    INBOX_PREFIX,
     PROTOCOL_VERSION,
     decode_frame,
     encode_frame,
@@ -29,8 +30,6 @@ __all__ = ["INBOX_PREFIX", "Link", "Opener"]
 Opener = Callable[[], Awaitable[Connection]]
 """Opens a fresh connection to the broker (used again for every reconnection)."""
 
-#: Connection N receives replies on ``$INBOX.N.<anything>``.
-INBOX_PREFIX = "$INBOX."
 # Queued bytes written at once rather than at the end of the loop turn.
 _WRITE_AT = 64 * 1024
 
