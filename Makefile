@@ -47,10 +47,12 @@ chaos: install
 	$(PY) -m chaos --duration $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 # Every fuzz target for FUZZ_SECONDS each (docs/fuzzing.md); fails if one finds a crash.
+# FUZZ_SEED fixes libFuzzer's seed, so that a run tries the same inputs again.
 FUZZ_SECONDS ?= 60
+FUZZ_SEED ?=
 
 fuzz: fuzz-install
-	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS)
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 # atheris is the `fuzz` extra of pyproject.toml, installed alone so the package is not
 # rebuilt; .ci/run skips fuzzing when this fails.

@@ -23,7 +23,7 @@ _RUNS = re.compile(r"^Done (\d+) runs in (\d+) second", re.MULTILINE)
 _ARTIFACT = re.compile(r"Test unit written to (\S+)")
 
 
-def run(target: str, seconds: int) -> bool:
+def run(target: str, seconds: int, seed: int | None = None) -> bool:
     """Fuzz ``target`` for ``seconds``; print its line of the summary; True if no crash."""
     found = WORK / "corpus" / target
     crashes = WORK / "crashes" / target
@@ -39,6 +39,8 @@ def run(target: str, seconds: int) -> bool:
         f"-artifact_prefix={crashes}/",
         "-timeout=30",  # one input running this long is a hang: reported as a crash
     ]
+    if seed is not None:
+        command.append(f"-seed={seed}")
     words = HERE / f"{target}.dict"
     if words.exists():
         command.append(f"-dict={words}")
@@ -59,12 +61,15 @@ def run(target: str, seconds: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="per target (default 60)")
+    parser.add_argument(
+        "--seed", type=int, help="libFuzzer's random seed (default: a new one each run)"
+    )
     parser.add_argument("targets", nargs="*", help=f"default: all of {', '.join(TARGETS)}")
     args = parser.parse_args()
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s) {', '.join(sorted(unknown))}; targets: {TARGETS}")
-    results = [run(target, args.seconds) for target in args.targets or TARGETS]
+    results = [run(target, args.seconds, args.seed) for target in args.targets or TARGETS]
     passed = sum(results)
     print(f"fuzz: {passed} passed, {len(results) - passed} failed")
     return 0 if all(results) else 1

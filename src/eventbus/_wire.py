@@ -5,8 +5,9 @@ building the generated messages (their encoders are ``eventbus._encode``).
 
 The decoders follow the protobuf wire format as protobuf itself parses it:
 
-- fields may come in any order; unknown fields (varint, fixed64, length-delimited, fixed32)
-  are skipped, and so is a known field number sent with another wire type than its own;
+- fields may come in any order; unknown fields (varint, fixed64, length-delimited, fixed32
+  and groups) are skipped, and so is a known field number sent with another wire type than
+  its own;
 - a scalar, string or bytes field sent more than once keeps its last value;
 - an embedded message sent more than once is merged: its raw bytes are the concatenation of
   every occurrence, which protobuf parses as the merge of them (``correlation``,
@@ -17,12 +18,13 @@ The decoders follow the protobuf wire format as protobuf itself parses it:
 - ``topic`` and ``reply_to`` must be valid UTF-8, every occurrence (proto3 strings).
 
 They refuse with :class:`ProtocolError`: a varint cut by the end of its message or longer
-than 10 bytes, a tag over 32 bits, field number 0, wire types 3 and 4 (groups, which
-protobuf would skip but nothing here sends) and 6 and 7, a length or fixed-size value past
-the end. Embedded messages kept raw (``PublishView.correlation``, ``EventView``'s
+than 10 bytes, a tag over 32 bits, field number 0, wire types 6 and 7, a length or fixed-
+size value past the end, a group that is not closed (or closed by another field's end tag),
+an end-group tag outside a group and groups nested deeper than 100 (protobuf's recursion
+limit). Embedded messages kept raw (``PublishView.correlation``, ``EventView``'s
 ``publisher`` and ``correlation`` until they are first read) and the bodies of other oneof
-members are not checked here; protobuf checks them as it parses them.
-The values of varints over 64 bits keep their low 64 bits, as protobuf's do.
+members are not checked here; protobuf checks them as it parses them. The values of varints
+over 64 bits keep their low 64 bits, as protobuf's do.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ _MASK64: Final = (1 << 64) - 1
 _MAX_TAG: Final = (1 << 32) - 1
 _M = TypeVar("_M", bound=Message)
 _LAST_BODY_FIELD: Final = 16  # Frame's oneof members are its fields 1..16, all messages
+_MAX_GROUP_DEPTH: Final = 100
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -81,11 +84,14 @@ def _read_varint(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
     raise _error(what, data, "varint longer than 10 bytes", start)
 
 
-def _fields(data: bytes, pos: int, end: int, what: str) -> Iterator[tuple[int, int, int, int]]:
+def _fields(
+    data: bytes, pos: int, end: int, what: str, depth: int = 0
+) -> Iterator[tuple[int, int, int, int]]:
     """Every field of the message in ``data[pos:end]``, as ``(number, wire type, a, b)``:
     ``a`` the value of a varint or fixed field, or ``data[a:b]`` the bytes of a
     length-delimited one. Yielded as read, so that an error is the first one in the bytes,
-    whatever kind (as the compiled twin finds it)."""
+    whatever kind (as the compiled twin finds it). Groups are skipped whole; inside one
+    (``depth`` > 0) its end tag is yielded as ``(number, 4, position after it, its start)``."""
     while pos < end:
         at = pos
         byte = data[pos]
@@ -124,8 +130,30 @@ def _fields(data: bytes, pos: int, end: int, what: str) -> Iterator[tuple[int, i
                 raise _error(what, data, f"fixed32 field {number} runs past the end", at)
             yield (number, 5, int.from_bytes(data[pos : pos + 4], "little"), 0)
             pos += 4
+        elif wire == 3:
+            pos = _skip_group(data, pos, end, what, number, at, depth + 1)
+        elif wire == 4:
+            if depth == 0:
+                raise _error(what, data, f"end-group tag in field {number} outside a group", at)
+            yield (number, 4, pos, at)
+            return
         else:
             raise _error(what, data, f"unsupported wire type {wire} in field {number}", at)
+
+
+def _skip_group(
+    data: bytes, pos: int, end: int, what: str, number: int, at: int, depth: int
+) -> int:
+    """The position after the end tag of the group of field ``number`` opened at ``at``."""
+    if depth > _MAX_GROUP_DEPTH:
+        raise _error(what, data, f"groups nested deeper than {_MAX_GROUP_DEPTH}", at)
+    for inner, wire, after, start in _fields(data, pos, end, what, depth):
+        if wire == 4:
+            if inner != number:
+                reason = f"end-group tag in field {inner} does not match its group"
+                raise _error(what, data, reason, start)
+            return after
+    raise _error(what, data, f"group in field {number} is not closed", at)
 
 
 def _as_bytes(body: bytes | bytearray | memoryview) -> bytes:

@@ -31,6 +31,7 @@ cdef enum:
     KIND_PUBLISH = 7
     KIND_EVENT = 9
     LAST_BODY_FIELD = 16
+    MAX_GROUP_DEPTH = 100
 
 FRAME_PUBLISH = KIND_PUBLISH
 FRAME_EVENT = KIND_EVENT
@@ -44,7 +45,10 @@ cdef enum Fault:
     LENGTH_END
     FIXED64_END
     FIXED32_END
-
+    GROUP_OPEN
+    GROUP_STRAY
+    GROUP_MISMATCH
+    GROUP_DEEP
 ctypedef struct Field:
     uint32_t number
     uint32_t wire
@@ -89,9 +93,10 @@ cdef inline uint64_t _le(const unsigned char* p, int n) noexcept:
 
 
 cdef inline Py_ssize_t _next(
-    const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, Field* f
+    const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, Field* f, int depth=0
 ) noexcept:
-    """Read the field at ``pos < end`` into ``f``; the position after it, or -1 on a fault."""
+    """Read the field at ``pos < end`` into ``f``; the position after it, or -1 on a fault.
+    A group is skipped whole; inside one (``depth`` > 0) its end tag is a field of wire 4."""
     cdef uint64_t tag
     cdef uint64_t length
     f.at = pos
@@ -138,7 +143,37 @@ cdef inline Py_ssize_t _next(
             return -1
         f.value = _le(p + pos, 4)
         return pos + 4
+    if f.wire == 3:
+        return _skip_group(p, pos, end, f, depth + 1)
+    if f.wire == 4:
+        if depth == 0:
+            f.fault = GROUP_STRAY
+            return -1
+        return pos
     f.fault = WIRE_TYPE
+    return -1
+
+
+cdef Py_ssize_t _skip_group(
+    const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, Field* f, int depth
+) noexcept:
+    """The position after the end tag of the group ``f`` opens, or -1 (the fault in ``f``)."""
+    cdef Field inner
+    if depth > MAX_GROUP_DEPTH:
+        f.fault = GROUP_DEEP
+        return -1
+    while pos < end:
+        pos = _next(p, pos, end, &inner, depth)
+        if pos < 0:
+            f[0] = inner
+            return -1
+        if inner.wire == 4:
+            if inner.number != f.number:
+                f[0] = inner
+                f.fault = GROUP_MISMATCH
+                return -1
+            return pos
+    f.fault = GROUP_OPEN
     return -1
 
 
@@ -158,6 +193,14 @@ cdef object _error(str what, Py_ssize_t size, Field* f):
         reason = f"length-delimited field {f.number} runs past the end"
     elif f.fault == FIXED64_END:
         reason = f"fixed64 field {f.number} runs past the end"
+    elif f.fault == GROUP_OPEN:
+        reason = f"group in field {f.number} is not closed"
+    elif f.fault == GROUP_STRAY:
+        reason = f"end-group tag in field {f.number} outside a group"
+    elif f.fault == GROUP_MISMATCH:
+        reason = f"end-group tag in field {f.number} does not match its group"
+    elif f.fault == GROUP_DEEP:
+        reason = f"groups nested deeper than {MAX_GROUP_DEPTH}"
     else:
         reason = f"fixed32 field {f.number} runs past the end"
     return ProtocolError(f"{what} of {size} bytes does not parse: {reason} at byte {f.at}")
