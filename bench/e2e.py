@@ -91,7 +91,7 @@ class Scenario:
     count: int  # messages in all, split between the publishers
     rate: float = 0.0  # per publisher, messages/s; 0: as fast as the client goes
     confirm: bool = False
-    window: int = 1  # confirmed publishes in flight at once (one asyncio.gather)
+    window: int = 1  # concurrent confirmers, each with one confirmed publish in flight
 
 
 @dataclass(frozen=True)

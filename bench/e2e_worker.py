@@ -148,20 +148,20 @@ async def bus_pub(args: argparse.Namespace) -> dict[str, Any]:
 async def _confirm_window(
     publish: Callable[..., Coroutine[Any, Any, int | None]], topic: str, args: argparse.Namespace
 ) -> int:
-    """Confirmed publishes ``args.window`` at a time, each batch one ``asyncio.gather``: what
-    pipelined confirms cost once the client keeps several in flight (with a client that
-    serialises them, the same as one at a time)."""
+    """``args.window`` concurrent confirmers, each publishing its share one confirmed event
+    at a time: as many confirms in flight as confirmers, all the time (with a client that
+    serialised them, the same as one at a time)."""
     padding = bytes(max(args.size, HEADER.size) - HEADER.size)
     pack, ident, monotonic_ns = HEADER.pack, args.id, time.monotonic_ns
-    delivered = 0
-    for first in range(0, args.count, args.window):
-        # One payload each: the tasks copy it when they run, after the whole batch is built.
-        batch = [
-            publish(topic, pack(monotonic_ns(), ident, seq) + padding, confirm=True)
-            for seq in range(first, min(first + args.window, args.count))
-        ]
-        delivered += sum(n or 0 for n in await asyncio.gather(*batch))
-    return delivered
+
+    async def confirmer(first: int) -> int:
+        delivered = 0
+        for seq in range(first, args.count, args.window):
+            payload = pack(monotonic_ns(), ident, seq) + padding
+            delivered += await publish(topic, payload, confirm=True) or 0
+        return delivered
+
+    return sum(await asyncio.gather(*(confirmer(i) for i in range(args.window))))
 
 
 async def bus_sub(args: argparse.Namespace) -> dict[str, Any]:

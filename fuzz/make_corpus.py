@@ -36,6 +36,7 @@ FRAMES: dict[str, pb.Frame] = {
         )
     ),
     "ping": pb.Frame(ping=pb.Ping(nonce=11)),
+    "pub_ack": pb.Frame(pub_ack=pb.PubAck(request_id=3, delivered=2, dropped=1)),
     "error": pb.Frame(error=pb.Error(request_id=4, code=pb.ERROR_CODE_INVALID_TOPIC, message="x")),
     "list_request": pb.Frame(list_request=pb.ListRequest(request_id=5, all_clients=True)),
     "welcome": pb.Frame(

@@ -1,10 +1,11 @@
 """Fuzz target: the hot-frame views of both wire twins, on arbitrary frame bodies.
 
-``frame_kind``, ``decode_publish`` and ``decode_event`` of the compiled twin and of the
-pure-Python reference must give the same answer for the same bytes (the same fields, or a
-``ProtocolError`` with the same message), and on a body protobuf accepts as a publish or an
-event, the fields protobuf reads. Anything else raised, or a disagreement, is a crash. The
-compiled twin is the one instrumented (its code is C), the reference is compared with it.
+``frame_kind``, ``decode_publish``, ``decode_event`` and ``decode_pub_ack`` of the compiled
+twin and of the pure-Python reference must give the same answer for the same bytes (the same
+fields, or a ``ProtocolError`` with the same message), and on a body protobuf accepts as a
+publish, an event or a pub_ack, the fields protobuf reads. Anything else raised, or a
+disagreement, is a crash. The compiled twin is the one instrumented (its code is C), the
+reference is compared with it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def event_fields(view: Any) -> tuple[Any, ...]:
     )
 
 
+def pub_ack_fields(view: Any) -> tuple[Any, ...]:
+    return (view.request_id, view.delivered, view.dropped)
+
+
 def agree(results: list[tuple[str, Any]], what: str) -> tuple[str, Any]:
     if results[0] != results[1]:
         raise AssertionError(f"{what}: the twins disagree: {results[0]!r} != {results[1]!r}")
@@ -73,6 +78,10 @@ def TestOneInput(data: bytes) -> None:
         [outcome(lambda m=m: event_fields(m.decode_event(data))) for m in TWINS],
         "decode_event",
     )
+    pub_ack = agree(
+        [outcome(lambda m=m: pub_ack_fields(m.decode_pub_ack(data))) for m in TWINS],
+        "decode_pub_ack",
+    )
     try:
         frame = frames_pb2.Frame.FromString(data)
     except Exception:
@@ -83,6 +92,10 @@ def TestOneInput(data: bytes) -> None:
         want = (p.request_id, p.topic, p.payload, p.reply_to, p.sequence, p.stream_started_ns)
         if publish != ("ok", want):
             raise AssertionError(f"decode_publish: {publish!r}, protobuf reads {want!r}")
+    elif body == "pub_ack" and kind == ("ok", _wire.FRAME_PUB_ACK):
+        a = frame.pub_ack
+        if pub_ack != ("ok", (a.request_id, a.delivered, a.dropped)):
+            raise AssertionError(f"decode_pub_ack: {pub_ack!r}, protobuf reads {a!r}")
     elif body == "event" and kind == ("ok", _wire.FRAME_EVENT):
         e = frame.event
         if event[0] != "ok" or event[1][:4] != (e.topic, e.payload, e.timestamp_ns, e.reply_to):

@@ -252,6 +252,53 @@ def test_decode_event_agrees_with_protobuf(both_cores: list[SimpleNamespace], bo
     )
 
 
+PUB_ACK_FIELDS = st.one_of(
+    known(1, 0, u64),
+    known(2, 0, u64),  # uint32 on the wire: protobuf keeps the low 32 bits of a larger one
+    known(3, 0, u64),
+    unknown(st.integers(1, 40)),
+)
+
+
+@PROPERTY
+@given(body=bodies(8, PUB_ACK_FIELDS))
+def test_decode_pub_ack_agrees_with_protobuf(
+    both_cores: list[SimpleNamespace], body: bytes
+) -> None:
+    frame = Frame.FromString(body)
+
+    def read(core: SimpleNamespace) -> tuple[Any, Any]:
+        def values() -> tuple[int, int, int]:
+            view = core.wire.decode_pub_ack(body)
+            return (view.request_id, view.delivered, view.dropped)
+
+        return outcome(values)
+
+    result = agree([read(core) for core in both_cores])
+    if frame.WhichOneof("body") != "pub_ack":
+        assert result[0] is ProtocolError and result[1].startswith("pub_ack frame expected: ")
+        return
+    ack = frame.pub_ack
+    assert result == ("ok", (ack.request_id, ack.delivered, ack.dropped))
+
+
+@PROPERTY
+@given(request_id=u64, delivered=st.integers(0, 2**32 - 1), dropped=st.integers(0, 2**32 - 1))
+def test_encode_pub_ack_agrees(
+    both_cores: list[SimpleNamespace], request_id: int, delivered: int, dropped: int
+) -> None:
+    ack = frames_pb2.PubAck(request_id=request_id, delivered=delivered, dropped=dropped)
+    want = protocol.encode_frame(Frame(pub_ack=ack))
+    for core in both_cores:
+        assert core.encode.encode_pub_ack(request_id, delivered, dropped) == want
+
+
+@pytest.mark.parametrize(("delivered", "dropped"), [(-1, 0), (0, 2**32)])
+def test_pub_ack_counts_are_uint32(core: SimpleNamespace, delivered: int, dropped: int) -> None:
+    with pytest.raises(ValueError, match="PubAck counts must be uint32"):
+        core.encode.encode_pub_ack(1, delivered, dropped)
+
+
 def protobuf_accepts(body: bytes) -> bool:
     try:
         Frame.FromString(body)
@@ -528,3 +575,4 @@ def test_protocol_reexports_the_selected_encoders() -> None:
 
     assert protocol.encode_event is _backend.encode_event
     assert protocol.encode_publish is _backend.encode_publish
+    assert protocol.encode_pub_ack is _backend.encode_pub_ack

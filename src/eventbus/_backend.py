@@ -17,16 +17,20 @@ __all__ = [
     "BACKEND",
     "FRAME_EVENT",
     "FRAME_PUBLISH",
+    "FRAME_PUB_ACK",
     "PUBLISH",
     "SUBSCRIBE",
     "EventView",
     "FrameSplitter",
+    "PubAckView",
     "PublishView",
     "RightsTable",
     "TopicTrie",
     "decode_event",
+    "decode_pub_ack",
     "decode_publish",
     "encode_event",
+    "encode_pub_ack",
     "encode_publish",
     "filter_covers",
     "filter_levels",
@@ -83,11 +87,15 @@ RightsTable = _rights.RightsTable
 TopicTrie = _trie.TopicTrie
 FRAME_EVENT = _wire.FRAME_EVENT
 FRAME_PUBLISH = _wire.FRAME_PUBLISH
+FRAME_PUB_ACK = _wire.FRAME_PUB_ACK
 EventView = _wire.EventView
+PubAckView = _wire.PubAckView
 PublishView = _wire.PublishView
 decode_event = _wire.decode_event
+decode_pub_ack = _wire.decode_pub_ack
 decode_publish = _wire.decode_publish
 encode_event = _encode.encode_event
+encode_pub_ack = _encode.encode_pub_ack
 encode_publish = _encode.encode_publish
 frame_kind = _wire.frame_kind
 

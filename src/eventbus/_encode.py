@@ -1,7 +1,8 @@
 """The hot frames written to the wire, pure-Python reference of ``_fast/_encode.pyx``.
 
-``Frame{event}`` for the broker and ``Frame{publish}`` for the client, byte-compatible with
-protobuf's serialization of the same messages, built without creating any message object.
+``Frame{event}`` and ``Frame{pub_ack}`` for the broker and ``Frame{publish}`` for the
+client, byte-compatible with protobuf's serialization of the same messages, built without
+creating any message object.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Final
 
 from .errors import FrameTooLarge
 
-__all__ = ["encode_event", "encode_publish"]
+__all__ = ["encode_event", "encode_pub_ack", "encode_publish"]
 
 _pack_length: Final = struct.Struct("<I").pack
 _pack_fixed64: Final = struct.Struct("<Q").pack
@@ -153,3 +154,23 @@ def encode_publish(
             f"publish frame of {size} bytes exceeds the maximum of {max_frame} bytes"
         )
     return _pack_length(size) + head + body
+
+
+_TAG_PUB_ACK: Final = b"\x42"
+_MAX_U32: Final = 0xFFFFFFFF
+
+
+def encode_pub_ack(request_id: int, delivered: int, dropped: int) -> bytes:
+    """A length-prefixed ``Frame{pub_ack: PubAck}``, byte-compatible with protobuf's (zero
+    fields left out). ``delivered`` and ``dropped`` are uint32 on the wire."""
+    if not 0 <= delivered <= _MAX_U32 or not 0 <= dropped <= _MAX_U32:
+        raise ValueError(f"PubAck counts must be uint32, not {delivered} and {dropped}")
+    body = b"".join(
+        (
+            b"\x08" + _varint(request_id) if request_id else b"",
+            b"\x10" + _varint(delivered) if delivered else b"",
+            b"\x18" + _varint(dropped) if dropped else b"",
+        )
+    )
+    size = len(body)
+    return _pack_length(size + 2) + _TAG_PUB_ACK + _SMALL_VARINTS[size] + body

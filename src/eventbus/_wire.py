@@ -1,7 +1,7 @@
 """The hot frames read from the wire, pure-Python reference of ``_fast/_wire.pyx``.
 
-Decoders that read a Publish or an EventEnvelope straight from a frame body, without
-building the generated messages (their encoders are ``eventbus._encode``).
+Decoders that read a Publish, an EventEnvelope or a PubAck straight from a frame body,
+without building the generated messages (their encoders are ``eventbus._encode``).
 
 The decoders follow the protobuf wire format as protobuf itself parses it:
 
@@ -40,9 +40,12 @@ from .v1 import frames_pb2
 __all__ = [
     "FRAME_EVENT",
     "FRAME_PUBLISH",
+    "FRAME_PUB_ACK",
     "EventView",
+    "PubAckView",
     "PublishView",
     "decode_event",
+    "decode_pub_ack",
     "decode_publish",
     "frame_kind",
 ]
@@ -53,7 +56,11 @@ FRAME_PUBLISH: Final = 7
 FRAME_EVENT: Final = 9
 """``frame_kind`` of an Event frame."""
 
+FRAME_PUB_ACK: Final = 8
+"""``frame_kind`` of a PubAck frame."""
+
 _MASK64: Final = (1 << 64) - 1
+_MASK32: Final = (1 << 32) - 1
 _MAX_TAG: Final = (1 << 32) - 1
 _M = TypeVar("_M", bound=Message)
 _LAST_BODY_FIELD: Final = 16  # Frame's oneof members are its fields 1..16, all messages
@@ -270,6 +277,39 @@ def decode_publish(body: bytes | bytearray | memoryview) -> PublishView:
     view.correlation = _joined(data, correlation) if correlation else b""
     view.reply_to = reply_to
     return view
+
+
+class PubAckView:
+    """A PubAck read from a frame body (see :func:`decode_pub_ack`)."""
+
+    __slots__ = ("delivered", "dropped", "request_id")
+
+    def __init__(self, request_id: int, delivered: int, dropped: int) -> None:
+        self.request_id = request_id
+        self.delivered = delivered
+        self.dropped = dropped
+
+
+def decode_pub_ack(body: bytes | bytearray | memoryview) -> PubAckView:
+    """The PubAck of a frame body whose oneof member is ``pub_ack`` (a confirmed publish's
+    answer, as hot as the publishes when many are in flight). ``delivered`` and
+    ``dropped`` are uint32: a larger varint keeps its low 32 bits, as protobuf's does.
+
+    Raises :class:`ProtocolError` when the body is malformed or not a pub_ack frame.
+    """
+    data = _as_bytes(body)
+    what = "pub_ack frame"
+    request_id = delivered = dropped = 0
+    for outer_start, outer_end in _body_spans(data, FRAME_PUB_ACK, what):
+        for number, wire, a, _ in _fields(data, outer_start, outer_end, what):
+            if wire == 0:
+                if number == 1:
+                    request_id = a
+                elif number == 2:
+                    delivered = a & _MASK32
+                elif number == 3:
+                    dropped = a & _MASK32
+    return PubAckView(request_id, delivered, dropped)
 
 
 _UNREAD: Final = object()

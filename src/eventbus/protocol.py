@@ -16,10 +16,13 @@ from google.protobuf.message import DecodeError
 from eventbus._backend import (
     BACKEND,
     FRAME_EVENT,
+    FRAME_PUB_ACK,
     FRAME_PUBLISH,
     decode_event,
+    decode_pub_ack,
     decode_publish,
     encode_event,
+    encode_pub_ack,
     encode_publish,
     frame_kind,
 )
@@ -49,6 +52,7 @@ __all__ = [
     "decode_frame",
     "encode_event",
     "encode_frame",
+    "encode_pub_ack",
     "encode_publish",
     "encode_publisher",
     "error_frame",
@@ -172,9 +176,10 @@ def read_frame(body: bytes) -> tuple[str | None, Any]:
     The hot kinds come as views with the fields their readers use: a Publish with
     ``correlation`` as serialized bytes (``PublishView``), an EventEnvelope with its
     publisher parsed on first use and ``publisher_instance_id`` / ``publisher_sequence``
-    (``EventView``). The compiled core reads them straight from the bytes; on the
-    pure-Python core protobuf's own parser is the faster one, so the same views are built on
-    its messages. Every other kind is its generated message. A frame that parses but whose
+    (``EventView``), a PubAck with its three counts (``PubAckView``). The compiled core
+    reads them straight from the bytes; on the pure-Python core protobuf's own parser is
+    the faster one, so the same views are built on its messages (a PubAck is the
+    message). Every other kind is its generated message. A frame that parses but whose
     body is a kind this version does not know is ``(None, None)``. Raises
     :class:`ProtocolError` for bytes that are not a Frame.
     """
@@ -187,6 +192,8 @@ def _read_compiled(body: bytes) -> tuple[str | None, Any]:
         return "publish", decode_publish(body)
     if kind == FRAME_EVENT:
         return "event", decode_event(body)
+    if kind == FRAME_PUB_ACK:
+        return "pub_ack", decode_pub_ack(body)
     return _read_generated(body)
 
 
@@ -232,16 +239,26 @@ class _PublishMessage:
 
 
 class _EventMessage:
-    """A generated EventEnvelope with the fields of an ``EventView``."""
+    """A generated EventEnvelope with the fields of an ``EventView``: the topic read at
+    once (routing needs it), the rest on access, as the compiled view does."""
 
-    __slots__ = ("_event", "payload", "reply_to", "timestamp_ns", "topic")
+    __slots__ = ("_event", "topic")
 
     def __init__(self, event: frames_pb2.EventEnvelope) -> None:
         self._event = event
         self.topic = event.topic
-        self.payload = event.payload
-        self.timestamp_ns = event.timestamp_ns
-        self.reply_to = event.reply_to
+
+    @property
+    def payload(self) -> bytes:
+        return self._event.payload
+
+    @property
+    def timestamp_ns(self) -> int:
+        return self._event.timestamp_ns
+
+    @property
+    def reply_to(self) -> str:
+        return self._event.reply_to
 
     @property
     def publisher(self) -> frames_pb2.ProcessIdentity:

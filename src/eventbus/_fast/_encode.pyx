@@ -14,7 +14,7 @@ from eventbus.errors import FrameTooLarge
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
 
-__all__ = ["encode_event", "encode_publish"]
+__all__ = ["encode_event", "encode_pub_ack", "encode_publish"]
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -233,4 +233,32 @@ def encode_publish(
     finally:
         _close(&body_c)
         _close(&corr_c)
+    return frame
+
+
+def encode_pub_ack(request_id, delivered, dropped):
+    """A length-prefixed ``Frame{pub_ack: PubAck}`` (see the twin)."""
+    if not 0 <= delivered <= 0xFFFFFFFF or not 0 <= dropped <= 0xFFFFFFFF:
+        raise ValueError(f"PubAck counts must be uint32, not {delivered} and {dropped}")
+    cdef uint64_t rid = request_id
+    cdef uint32_t d = delivered
+    cdef uint32_t x = dropped
+    cdef Py_ssize_t body = 0
+    if rid:
+        body += 1 + _varint_size(rid)
+    if d:
+        body += 1 + _varint_size(d)
+    if x:
+        body += 1 + _varint_size(x)
+    cdef bytes frame = _new_frame(0x42, body)
+    cdef unsigned char* out = _message_at(frame, body)
+    if rid:
+        out[0] = 0x08
+        out = _put_varint(out + 1, rid)
+    if d:
+        out[0] = 0x10
+        out = _put_varint(out + 1, d)
+    if x:
+        out[0] = 0x18
+        out = _put_varint(out + 1, x)
     return frame

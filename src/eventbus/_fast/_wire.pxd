@@ -1,7 +1,13 @@
 # The layouts of the views the decoders hand out; the raw bytes of the embedded messages
 # are kept so that they are parsed only if they are read.
 
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint32_t, uint64_t
+
+
+cdef class PubAckView:
+    cdef readonly uint64_t request_id
+    cdef readonly uint32_t delivered
+    cdef readonly uint32_t dropped
 
 
 cdef class PublishView:

@@ -20,21 +20,26 @@ from eventbus.v1 import frames_pb2
 __all__ = [
     "FRAME_EVENT",
     "FRAME_PUBLISH",
+    "FRAME_PUB_ACK",
     "EventView",
+    "PubAckView",
     "PublishView",
     "decode_event",
+    "decode_pub_ack",
     "decode_publish",
     "frame_kind",
 ]
 
 cdef enum:
     KIND_PUBLISH = 7
+    KIND_PUB_ACK = 8
     KIND_EVENT = 9
     LAST_BODY_FIELD = 16
     MAX_GROUP_DEPTH = 100
 
 FRAME_PUBLISH = KIND_PUBLISH
 FRAME_EVENT = KIND_EVENT
+FRAME_PUB_ACK = KIND_PUB_ACK
 
 cdef enum Fault:
     VARINT_END = 1
@@ -291,6 +296,40 @@ def frame_kind(body):
         if f.wire == 2 and f.number <= LAST_BODY_FIELD:
             last = f.number
     return last
+
+
+cdef class PubAckView:
+    """A PubAck read from a frame body (see :func:`decode_pub_ack`)."""
+
+
+def decode_pub_ack(body):
+    """The PubAck of a frame body whose oneof member is ``pub_ack``."""
+    cdef bytes data = _as_bytes(body)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    cdef str what = "pub_ack frame"
+    cdef Py_ssize_t pos = _body_start(p, size, KIND_PUB_ACK, what)
+    cdef Py_ssize_t inner
+    cdef Field outer
+    cdef Field f
+    cdef PubAckView view = PubAckView.__new__(PubAckView)
+    while pos < size:
+        pos = _next(p, pos, size, &outer)    # checked by _body_start
+        if outer.number != KIND_PUB_ACK or outer.wire != 2:
+            continue
+        inner = outer.start
+        while inner < outer.end:
+            inner = _next(p, inner, outer.end, &f)
+            if inner < 0:
+                raise _error(what, size, &f)
+            if f.wire == 0:
+                if f.number == 1:
+                    view.request_id = f.value
+                elif f.number == 2:
+                    view.delivered = <uint32_t>f.value
+                elif f.number == 3:
+                    view.dropped = <uint32_t>f.value
+    return view
 
 
 cdef class PublishView:

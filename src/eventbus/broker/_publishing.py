@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from .._backend import PublishView, encode_event, validate_topic
+from .._backend import PublishView, encode_event, encode_pub_ack, validate_topic
 from ..errors import InvalidTopic, PermissionDenied
-from ..protocol import INBOX_PREFIX, code_for, encode_frame
+from ..protocol import INBOX_PREFIX, code_for
 from ..v1 import frames_pb2
 from ._routing import Router
 from ._session import Session
@@ -83,8 +83,7 @@ class Publishing:
                     request_id, _E.ERROR_CODE_NO_RESPONDERS, f"no subscriber for {topic!r}"
                 )
             else:
-                ack = frames_pb2.PubAck(request_id=request_id, delivered=delivered, dropped=dropped)
-                session.send(encode_frame(_Frame(pub_ack=ack)))
+                session.send(encode_pub_ack(request_id, delivered, dropped))
 
     def _check_reply_to(self, session: Session, reply_to: str) -> None:
         """A request's reply inbox must be the requester's own, so replies cannot be aimed

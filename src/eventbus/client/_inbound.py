@@ -132,8 +132,13 @@ class Inbound:
                     reply.set_result(envelope)
                 return None
             full, numbered = self.routes.deliver(envelope, topic)
-            if numbered and message.publisher_sequence and message.publisher_instance_id:
-                self.gaps.observe(message, topic, self.routes.subscribed_since)
+            if numbered:
+                sequence = message.publisher_sequence
+                if sequence:
+                    instance_id = message.publisher_instance_id
+                    if instance_id:
+                        since = self.routes.subscribed_since
+                        self.gaps.observe(message, instance_id, sequence, topic, since)
             return None if full is None else (envelope, full)
         if kind == "sub_ack":
             self.routes.active(message.request_id)

@@ -70,17 +70,21 @@ class GapTracker:
     def observe(
         self,
         event: EventView,
+        instance_id: int,
+        sequence: int,
         topic: str,
         subscribed_since: Callable[[str], int],
     ) -> None:
         """Count the gap before this event that no Dropped report explains as lost.
 
+        ``instance_id`` and ``sequence`` are the event's publisher's, read once by the
+        caller.
+
         ``subscribed_since(topic)`` is when this client's plain subscriptions began to
         receive ``topic`` (monotonic ns, 0: not yet known); it decides the first event of
         a stream: one that began later should have been seen from sequence 1.
         """
-        key = (event.publisher_instance_id, topic)
-        sequence = event.publisher_sequence
+        key = (instance_id, topic)
         seen = self._last_seen
         last = seen.pop(key, None)  # re-inserted below: the dict stays in order of use
         if last is None:

@@ -48,6 +48,9 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Envelope:
+        queue = self._queue
+        if queue and self._space is None:  # the common case, without a second coroutine
+            return queue.popleft()
         try:
             return await self.get()
         except Ended:
