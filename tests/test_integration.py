@@ -351,6 +351,9 @@ async def test_confirmed_publish_counts_subscriber_connections(
         assert await agent.publish(topics.COLLECTOR_CONFIG, b"", confirm=True) == 1
         # Not confirmed: no count.
         assert await agent.publish(topics.TASK_PROCESS, task("quiet", "process")) is None
+        # Its Pong follows the publish through the broker, so "quiet" is queued for every
+        # subscriber before any of them settles (stop pings the broker first).
+        await agent.ping()
 
         reports = [await proc.astop() for proc in procmonds]
         for report in reports:
