@@ -14,6 +14,8 @@ import pytest
 import eventbus._encode
 import eventbus._framing
 import eventbus._grammar
+import eventbus._outbox
+import eventbus._publish
 import eventbus._rights
 import eventbus._trie
 import eventbus._wire
@@ -26,6 +28,8 @@ _PY = SimpleNamespace(
     framing=eventbus._framing,
     wire=eventbus._wire,
     encode=eventbus._encode,
+    outbox=eventbus._outbox,
+    publish=eventbus._publish,
 )
 
 
@@ -33,7 +37,16 @@ def _compiled() -> SimpleNamespace | None:
     try:
         modules = {
             name: importlib.import_module(f"eventbus._fast._{name}")
-            for name in ("grammar", "trie", "rights", "framing", "wire", "encode")
+            for name in (
+                "grammar",
+                "trie",
+                "rights",
+                "framing",
+                "wire",
+                "encode",
+                "outbox",
+                "publish",
+            )
         }
     except ImportError:
         return None

@@ -101,6 +101,9 @@ def test_every_core_object_comes_from_the_selected_backend() -> None:
 
 _HOME = {
     "FrameSplitter": "framing",
+    "Outbox": "outbox",
+    "fan_out": "outbox",
+    "route_publish": "publish",
     "TopicTrie": "trie",
     "RightsTable": "rights",
     "PUBLISH": "rights",

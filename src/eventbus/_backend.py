@@ -22,6 +22,7 @@ __all__ = [
     "SUBSCRIBE",
     "EventView",
     "FrameSplitter",
+    "Outbox",
     "PubAckView",
     "PublishView",
     "RightsTable",
@@ -32,9 +33,11 @@ __all__ = [
     "encode_event",
     "encode_pub_ack",
     "encode_publish",
+    "fan_out",
     "filter_covers",
     "filter_levels",
     "frame_kind",
+    "route_publish",
     "topic_levels",
     "topic_matches",
     "validate_filter",
@@ -52,7 +55,7 @@ def no_extensions_requested() -> bool:
 
 
 # The twinned modules; each exists as eventbus._<name> and eventbus._fast._<name>.
-_TWINS = ("_encode", "_framing", "_grammar", "_rights", "_trie", "_wire")
+_TWINS = ("_encode", "_framing", "_grammar", "_outbox", "_publish", "_rights", "_trie", "_wire")
 
 
 def _import_twins(package: str) -> tuple[ModuleType, ...]:
@@ -63,7 +66,7 @@ NO_EXTENSIONS = no_extensions_requested()
 
 if TYPE_CHECKING:
     # Both twins have the same API; type-check against the reference.
-    from . import _encode, _framing, _grammar, _rights, _trie, _wire
+    from . import _encode, _framing, _grammar, _outbox, _publish, _rights, _trie, _wire
 else:
     _core = None
     if not NO_EXTENSIONS:
@@ -71,9 +74,14 @@ else:
             _core = _import_twins(f"{__package__}._fast")
         except ImportError:
             NO_EXTENSIONS = True
-    _encode, _framing, _grammar, _rights, _trie, _wire = _core or _import_twins(__package__)
+    _encode, _framing, _grammar, _outbox, _publish, _rights, _trie, _wire = _core or _import_twins(
+        __package__
+    )
 
 FrameSplitter = _framing.FrameSplitter
+Outbox = _outbox.Outbox
+fan_out = _outbox.fan_out
+route_publish = _publish.route_publish
 filter_covers = _grammar.filter_covers
 filter_levels = _grammar.filter_levels
 topic_levels = _grammar.topic_levels

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from .._backend import PublishView, encode_event, encode_pub_ack, validate_topic
+from .._backend import PublishView, encode_event, encode_pub_ack, route_publish, validate_topic
+from ..acl import Grant
 from ..errors import InvalidTopic, PermissionDenied
 from ..protocol import INBOX_PREFIX, code_for
 from ..v1 import frames_pb2
@@ -42,10 +43,25 @@ class Publishing:
 
     def publish(self, session: Session, publish: PublishView) -> None:
         """Accept one Publish: ACL, encode once, fan out, answer if asked."""
-        request_id = publish.request_id
-        topic = publish.topic
         grant = session.grant
         assert grant is not None
+        counts = route_publish(session, grant.table, self._router.trie, publish)
+        if counts is None:
+            self._decide(session, grant, publish)
+            return
+        delivered, dropped = counts
+        self.messages_in += 1
+        self.messages_out += delivered
+        self.messages_dropped += dropped
+        request_id = publish.request_id
+        if request_id:
+            session.send(encode_pub_ack(request_id, delivered, dropped))
+
+    def _decide(self, session: Session, grant: Grant, publish: PublishView) -> None:
+        """A Publish the core's path left to this handler: a denial, an invalid topic, a
+        request or an inbox reply."""
+        request_id = publish.request_id
+        topic = publish.topic
         reply_to = publish.reply_to
         try:
             if not grant.may_publish(topic) and not session.take_reply_grant(topic):

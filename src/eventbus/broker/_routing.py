@@ -9,7 +9,7 @@ so an event without groups costs no type test and no set of the connections reac
 
 from __future__ import annotations
 
-from .._backend import TopicTrie
+from .._backend import TopicTrie, fan_out
 from ._session import Session
 
 __all__ = ["Router"]
@@ -39,6 +39,11 @@ class Router:
     def __init__(self, max_topic_bytes: int, max_topic_levels: int) -> None:
         self._trie = TopicTrie(max_bytes=max_topic_bytes, max_levels=max_topic_levels)
         self._groups: dict[tuple[str, str], _Group] = {}
+
+    @property
+    def trie(self) -> TopicTrie:
+        """Connections (plain values) and groups (queue values) by filter."""
+        return self._trie
 
     def subscribe(self, session: Session, sub_id: int, topic_filter: str, group: str) -> None:
         """Register a subscription (the filter is validated by the trie)."""
@@ -101,34 +106,5 @@ class Router:
         Returns ``(delivered, dropped)`` counted in connections. Raises ``InvalidTopic``.
         """
         # The trie holds connections as plain values and groups as queue values only.
-        found: tuple[tuple[Session, ...], tuple[_Group, ...]]
-        found = self._trie.match_split(topic)  # type: ignore[assignment]
-        sessions, groups = found
-        delivered = dropped = 0
-        for session in sessions:
-            if session.closed:  # being disconnected: neither delivered nor a loss
-                continue
-            if session.deliver(data, stream):
-                delivered += 1
-                if reply_to:
-                    session.allow_reply(reply_to)
-            else:
-                dropped += 1
-        if not groups:
-            return delivered, dropped
-        # A member that is also a plain subscriber, or in two matching groups, gets it once.
-        seen = set(sessions)
-        for group in groups:
-            session = group.pick()
-            if session in seen:
-                continue
-            seen.add(session)
-            if session.closed:
-                continue
-            if session.deliver(data, stream):
-                delivered += 1
-                if reply_to:
-                    session.allow_reply(reply_to)
-            else:
-                dropped += 1
-        return delivered, dropped
+        sessions, groups = self._trie.match_split(topic)
+        return fan_out(sessions, groups, data, reply_to, stream)  # type: ignore[arg-type]

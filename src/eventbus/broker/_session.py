@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from .._backend import Outbox
 from ..acl import Grant
 from ..protocol import INBOX_PREFIX, encode_frame, encode_publisher, error_frame
 from ..transport import Connection, PeerCredentials
@@ -22,46 +23,29 @@ from ..v1 import frames_pb2
 
 __all__ = ["Session"]
 _MAX_REPLY_GRANTS = 1024
-# Streams itemised in one Dropped report; drops beyond are counted in its total only (the
-# subscriber then reports those gaps as lost in transit: over-reported, never hidden).
-_MAX_DROPPED_STREAMS = 1024
-# Queued bytes at which a connection's frames are written out within a pass.
-_FLUSH_AT = 64 * 1024
 
 
-class Session:
-    """Broker-side state of one connection."""
+class Session(Outbox):
+    """Broker-side state of one connection; its outbound queue and per-delivery flow
+    control are the core's :class:`~eventbus._outbox.Outbox`."""
 
     __slots__ = (
-        "_dirty",
         "_drain_task",
-        "_dropped_streams",
-        "_out",
-        "_out_bytes",
         "bytes_in",
-        "bytes_out",
         "client_name",
-        "closed",
         "conn",
         "connected_at_ns",
         "connection_id",
-        "dropped_pending",
-        "dropped_total",
         "filter_refs",
         "grant",
         "identity",
         "inbox",
-        "instance_id",
         "last_seen",
         "messages_in",
-        "messages_out",
         "on_overflow",
-        "outbound_limit",
         "paused",
         "peer",
-        "publisher_field",
         "reply_grants",
-        "shedding",
         "subscriptions",
         "uid",
     )
@@ -74,12 +58,11 @@ class Session:
         on_overflow: Callable[[Session, bool], bool],
         dirty: list[Session],
     ) -> None:
+        super().__init__(conn.write, conn.write_buffer_size, outbound_limit, dirty)
         self.conn = conn
         self.connection_id = connection_id
         self.peer: PeerCredentials = conn.peer
         self.uid = conn.peer.uid
-        #: The client's instance id from Hello (0: it does not number its publishes).
-        self.instance_id = 0
         self.grant: Grant | None = None
         self.client_name = ""
         self.identity = frames_pb2.ProcessIdentity(
@@ -95,30 +78,13 @@ class Session:
         self.subscriptions: dict[int, tuple[str, str]] = {}
         # plain filter -> how many of this connection's subscriptions use it.
         self.filter_refs: dict[str, int] = {}
-        self.outbound_limit = outbound_limit
-        # Frames queued during one pass of the event loop, written together by flush();
-        # ``dirty`` (the broker's) lists the sessions that have some.
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._dirty = dirty
-        #: EventEnvelope.publisher, encoded once (see protocol.encode_event).
-        self.publisher_field = b""
         # Called when an event (answer=False) or an answer (True) does not fit; returns True
         # to keep the connection.
         self.on_overflow = on_overflow
         self.messages_in = 0
-        self.messages_out = 0
         self.bytes_in = 0
-        self.bytes_out = 0
-        self.dropped_pending = 0
-        self.dropped_total = 0
-        # (instance id, topic) -> events of that stream dropped since the last report.
-        self._dropped_streams: dict[tuple[int, str], int] = {}
-        #: Set by the broker's memory budget: every event is dropped until the buffer drains.
-        self.shedding = False
         self.connected_at_ns = time.time_ns()
         self.last_seen = 0.0
-        self.closed = False
         self.paused = False
         self._drain_task: asyncio.Task[None] | None = None
         # Pause writing (so drain() waits) well before the limit, resume lower still.
@@ -127,11 +93,6 @@ class Session:
     @property
     def principal(self) -> str:
         return self.grant.principal if self.grant is not None else ""
-
-    @property
-    def queued(self) -> int:
-        """Bytes waiting for this peer: in the transport, and queued in this pass."""
-        return self.conn.write_buffer_size() + self._out_bytes
 
     def authenticate(self, grant: Grant, client_name: str, instance_id: int) -> None:
         self.grant = grant
@@ -168,7 +129,7 @@ class Session:
         if self.queued + len(data) > 2 * self.outbound_limit:
             self.on_overflow(self, True)
             return
-        self._queue(data)
+        self.queue(data)
 
     def send_error(self, request_id: int, code: int, message: str) -> None:
         """Answer a request (``request_id`` > 0) with an Error; the connection stays."""
@@ -178,34 +139,7 @@ class Session:
         """Queue the last frame the connection gets (an Error before closing), whatever
         the limit: it is small and nothing follows it."""
         if not self.closed:
-            self._queue(data)
-
-    def deliver(self, data: bytes, stream: tuple[int, str] | None = None) -> bool:
-        """Queue one encoded event; False when it was dropped for this subscriber.
-
-        ``stream`` is the event's (publisher instance id, topic) when it is numbered, so a
-        drop can be reported against the sequence it leaves a gap in.
-        """
-        if self.closed:
-            return False
-        if self._out_bytes >= _FLUSH_AT:
-            # A long pass must not count against the limit what the socket would take now.
-            self.flush()
-        queued = self.queued
-        if self.shedding:
-            if queued > self.outbound_limit // 4:
-                self._drop(stream)
-                return False
-            self.shedding = False
-        if queued + len(data) > self.outbound_limit:
-            self._drop(stream)
-            return False
-        if self.dropped_pending:
-            # Ahead of the event, so the subscriber knows the gaps before it are drops.
-            self._queue(self._dropped_report())
-        self._queue(data)
-        self.messages_out += 1
-        return True
+            self.queue(data)
 
     def shed(self) -> None:
         """Drop every event for this connection until its buffer is down to a quarter of
@@ -213,15 +147,7 @@ class Session:
         self.shedding = True
         self._watch_drain()
 
-    def _drop(self, stream: tuple[int, str] | None) -> None:
-        self.dropped_pending += 1
-        self.dropped_total += 1
-        if stream is not None:
-            streams = self._dropped_streams
-            if stream in streams:
-                streams[stream] += 1
-            elif len(streams) < _MAX_DROPPED_STREAMS:
-                streams[stream] = 1
+    def dropped(self) -> None:
         if self.on_overflow(self, False):
             self._watch_drain()
 
@@ -229,30 +155,15 @@ class Session:
         if self._drain_task is None and not self.closed:
             self._drain_task = asyncio.get_running_loop().create_task(self._report_drops())
 
-    def _dropped_report(self) -> bytes:
+    def drop_report(self) -> bytes:
         count, self.dropped_pending = self.dropped_pending, 0
         streams = [
             frames_pb2.DroppedStream(instance_id=instance_id, topic=topic, count=n)
-            for (instance_id, topic), n in self._dropped_streams.items()
+            for (instance_id, topic), n in self.dropped_streams.items()
         ]
-        self._dropped_streams = {}
+        self.dropped_streams = {}
         dropped = frames_pb2.Dropped(count=count, total=self.dropped_total, streams=streams)
         return encode_frame(frames_pb2.Frame(dropped=dropped))
-
-    def _queue(self, data: bytes) -> None:
-        if not self._out:
-            self._dirty.append(self)
-        self._out.append(data)
-        self._out_bytes += len(data)
-        self.bytes_out += len(data)
-
-    def flush(self) -> None:
-        """Hand what was queued to the transport: one write for many frames."""
-        out = self._out
-        if out:
-            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
-            self._out = []
-            self._out_bytes = 0
 
     async def _report_drops(self) -> None:
         try:
@@ -264,7 +175,7 @@ class Session:
         if self.queued <= self.outbound_limit // 4:
             self.shedding = False
         if self.dropped_pending and not self.closed:
-            self._queue(self._dropped_report())
+            self.queue(self.drop_report())
             self.flush()
 
     def info(self) -> frames_pb2.ClientInfo:

@@ -1,0 +1,189 @@
+"""A connection's outbound side at the broker, pure-Python reference of ``_fast/_outbox.pyx``.
+
+:class:`Outbox` holds the frames queued for one connection during a pass of the event loop
+(written together by :meth:`Outbox.flush`) and the flow control of events: everything
+queued counts against ``outbound_limit``; an event that would pass it, or any event while
+the connection is being shed, is dropped for this connection only and counted against its
+stream, to be reported in-band ahead of the next event delivered. :func:`fan_out` hands one
+encoded event to every connection a publish reaches. These are the broker's per-delivery
+steps; everything around them (answers, drop reports, the drain watch) is the broker's
+``Session``, a subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+__all__ = ["FLUSH_AT", "MAX_DROPPED_STREAMS", "Outbox", "fan_out"]
+
+FLUSH_AT: Final = 64 * 1024
+"""Queued bytes at which a connection's frames are written out within a pass."""
+
+MAX_DROPPED_STREAMS: Final = 1024
+"""Streams itemised in one Dropped report; drops beyond are counted in its total only (the
+subscriber then reports those gaps as lost in transit: over-reported, never hidden)."""
+
+Stream = tuple[int, str]
+
+
+class Outbox:
+    """Frames queued for one connection and the accounting of its dropped events.
+
+    ``write`` hands bytes to the transport, ``buffered()`` says how many it still holds;
+    ``dirty`` (shared by every connection of a broker) lists the outboxes with frames
+    queued, so the broker flushes only those.
+    """
+
+    __slots__ = (
+        "_buffered",
+        "_dirty",
+        "_out",
+        "_out_bytes",
+        "_write",
+        "bytes_out",
+        "closed",
+        "dropped_pending",
+        "dropped_streams",
+        "dropped_total",
+        "instance_id",
+        "messages_out",
+        "outbound_limit",
+        "publisher_field",
+        "shedding",
+    )
+
+    def __init__(
+        self,
+        write: Callable[[bytes], Any],
+        buffered: Callable[[], int],
+        outbound_limit: int,
+        dirty: list[Any],
+    ) -> None:
+        self._write = write
+        self._buffered = buffered
+        self.outbound_limit = outbound_limit
+        self._dirty = dirty
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self.bytes_out = 0
+        self.messages_out = 0
+        self.dropped_pending = 0
+        self.dropped_total = 0
+        #: (instance id, topic) -> events of that stream dropped since the last report.
+        self.dropped_streams: dict[Stream, int] = {}
+        #: Every event is dropped until the buffer is down to a quarter of the limit.
+        self.shedding = False
+        self.closed = False
+        #: The client's instance id from Hello (0: it does not number its publishes).
+        self.instance_id = 0
+        #: EventEnvelope.publisher of the events this connection publishes, encoded once.
+        self.publisher_field = b""
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this peer: in the transport, and queued in this pass."""
+        return self._buffered() + self._out_bytes
+
+    def deliver(self, data: bytes, stream: Stream | None = None) -> bool:
+        """Queue one encoded event; False when it was dropped for this connection.
+
+        ``stream`` is the event's (publisher instance id, topic) when it is numbered, so a
+        drop can be reported against the sequence it leaves a gap in.
+        """
+        if self.closed:
+            return False
+        if self._out_bytes >= FLUSH_AT:
+            # A long pass must not count against the limit what the socket would take now.
+            self.flush()
+        queued = self._buffered() + self._out_bytes
+        if self.shedding:
+            if queued > self.outbound_limit // 4:
+                self._drop(stream)
+                return False
+            self.shedding = False
+        if queued + len(data) > self.outbound_limit:
+            self._drop(stream)
+            return False
+        if self.dropped_pending:
+            # Ahead of the event, so the subscriber knows the gaps before it are drops.
+            self.queue(self.drop_report())
+        self.queue(data)
+        self.messages_out += 1
+        return True
+
+    def queue(self, data: bytes) -> None:
+        """Queue ``data`` for the next flush, whatever the limit."""
+        if not self._out:
+            self._dirty.append(self)
+        self._out.append(data)
+        self._out_bytes += len(data)
+        self.bytes_out += len(data)
+
+    def flush(self) -> None:
+        """Hand what was queued to the transport: one write for many frames."""
+        out = self._out
+        if out:
+            self._write(out[0] if len(out) == 1 else b"".join(out))
+            self._out = []
+            self._out_bytes = 0
+
+    def _drop(self, stream: Stream | None) -> None:
+        self.dropped_pending += 1
+        self.dropped_total += 1
+        if stream is not None:
+            streams = self.dropped_streams
+            if stream in streams:
+                streams[stream] += 1
+            elif len(streams) < MAX_DROPPED_STREAMS:
+                streams[stream] = 1
+        self.dropped()
+
+    def dropped(self) -> None:
+        """Called after each drop; the broker's session watches the drain from here."""
+
+    def drop_report(self) -> bytes:
+        """The Dropped frame of the drops since the last report, which it resets."""
+        raise NotImplementedError
+
+
+def fan_out(
+    sessions: Sequence[Outbox],
+    groups: Sequence[Any],
+    data: bytes,
+    reply_to: str,
+    stream: Stream | None,
+) -> tuple[int, int]:
+    """Deliver ``data`` to every connection of ``sessions`` and to the member each of
+    ``groups`` picks (``group.pick()``), each connection once; returns ``(delivered,
+    dropped)`` counted in connections. Closed connections count as neither. With
+    ``reply_to``, each connection that gets the event may answer there once
+    (``allow_reply``)."""
+    delivered = dropped = 0
+    for session in sessions:
+        if session.closed:  # being disconnected: neither delivered nor a loss
+            continue
+        if session.deliver(data, stream):
+            delivered += 1
+            if reply_to:
+                session.allow_reply(reply_to)  # type: ignore[attr-defined]
+        else:
+            dropped += 1
+    if not groups:
+        return delivered, dropped
+    # A member that is also a plain subscriber, or in two matching groups, gets it once.
+    seen = set(sessions)
+    for group in groups:
+        session = group.pick()
+        if session in seen:
+            continue
+        seen.add(session)
+        if session.closed:
+            continue
+        if session.deliver(data, stream):
+            delivered += 1
+            if reply_to:
+                session.allow_reply(reply_to)
+        else:
+            dropped += 1
+    return delivered, dropped
