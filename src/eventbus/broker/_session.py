@@ -45,6 +45,7 @@ class Session:
         "conn",
         "connected_at_ns",
         "connection_id",
+        "denied",
         "dropped_pending",
         "dropped_total",
         "filter_refs",
@@ -112,6 +113,8 @@ class Session:
         self.bytes_out = 0
         self.dropped_pending = 0
         self.dropped_total = 0
+        #: Operations the policy refused this connection (publish, subscribe, admin).
+        self.denied = 0
         # (instance id, topic) -> events of that stream dropped since the last report.
         self._dropped_streams: dict[tuple[int, str], int] = {}
         #: Set by the broker's memory budget: every event is dropped until the buffer drains.
@@ -280,6 +283,9 @@ class Session:
             dropped=self.dropped_total,
             queued_bytes=self.queued,
             connected_at_ns=self.connected_at_ns,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            denied=self.denied,
         )
 
     def close(self) -> None:
