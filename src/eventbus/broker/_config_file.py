@@ -81,7 +81,9 @@ def config_from_toml(text: str, source: str = "<string>") -> BrokerConfig:
         key = found.group(1) if found else ""
         key = "group" if key == "socket_group" else key
         line = lines.line_of(("broker", key)) if key else lines.line_of(("broker",))
-        raise ConfigError(f"{source}:{line}: [broker] {exc}") from None
+        raise ConfigError(
+            f"{source}:{line}: [broker] {str(exc).removeprefix('BrokerConfig.')}"
+        ) from None
 
 
 def _broker_settings(table: object, source: str, lines: KeyLines) -> dict[str, Any]:
@@ -99,14 +101,11 @@ def _broker_settings(table: object, source: str, lines: KeyLines) -> dict[str, A
         # TOML booleans are not integers here, although Python's are.
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             expected = " or ".join(_TYPE_NAMES[t] for t in allowed)
-            raise ConfigError(
-                f"{source}:{line}: [broker] {key} must be {expected}, not {value!r}"
-            )
+            raise ConfigError(f"{source}:{line}: [broker] {key} must be {expected}, not {value!r}")
         if key == "group":
             settings["socket_group"] = value
         elif allowed == (int, float):
-            settings[key] = float(value)
+            settings[key] = float(value)  # type: ignore[arg-type]
         else:
             settings[key] = value
     return settings
-

@@ -38,7 +38,7 @@ def default_address() -> str:
 def no_broker_hint() -> str:
     """What to do when nothing listens at an address, for the end of a connect error."""
     return (
-        "no broker appears to be running there; start one with `eventbus broker` "
-        f"(or `python -m eventbus.broker`), or set {ADDRESS_ENV} (or --address) to the "
+        "no broker appears to be running there: start one with `eventbus broker` "
+        f"or `python -m eventbus.broker`, or set {ADDRESS_ENV} (or --address) to the "
         "address it listens on"
     )

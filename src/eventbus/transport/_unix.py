@@ -398,6 +398,6 @@ async def connect(address: str, *, read_limit: int = DEFAULT_READ_LIMIT) -> Conn
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-            reason += f" ({no_broker_hint()})"
+            reason += f"; {no_broker_hint()}"
         raise ConnectionLost(f"cannot connect to {address!r}: {reason}") from exc
     return connection

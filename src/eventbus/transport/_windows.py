@@ -328,7 +328,7 @@ async def connect(address: str, *, read_limit: int = DEFAULT_READ_LIMIT) -> Conn
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if isinstance(exc, FileNotFoundError):
-            reason += f" ({no_broker_hint()})"
+            reason += f"; {no_broker_hint()}"
         raise ConnectionLost(f"cannot connect to {address!r}: {reason}") from exc
     # create_pipe_connection returns before the transport calls connection_made (unlike
     # create_unix_connection): until then the connection has no transport to write to
