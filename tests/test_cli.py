@@ -138,7 +138,7 @@ def test_binary_payloads_of_a_known_type_decode_to_json(
 
 def test_a_denied_publish_exits_1_with_the_reason_on_stderr(broker: BrokerProc) -> None:
     done = cli("pub", "--address", broker.address, "--principal", "procmond", "control.x", "hi")
-    assert done.returncode == ExitCode.FAILED == 1
+    assert done.returncode == 1
     assert "principal 'procmond' may not publish to 'control.x'" in done.stderr
     assert "rule set 'embedded default policy'" in done.stderr
 
@@ -179,7 +179,7 @@ def test_kick_disconnects_the_named_client_and_it_is_told_who(
 def test_without_a_broker_the_error_says_none_runs_and_how_to_start_one(bus_dir: str) -> None:
     missing = os.path.join(bus_dir, "nobody", "eventbus.sock")
     done = cli("pub", "--address", missing, "events.x", "hi")
-    assert done.returncode == ExitCode.NO_BROKER == 3
+    assert done.returncode == 3
     assert f"cannot connect to {missing!r}" in done.stderr
     assert "no broker appears to be running there" in done.stderr
     assert "eventbus broker" in done.stderr and "EVENTBUS_ADDRESS" in done.stderr
@@ -198,7 +198,7 @@ async def test_request_prints_the_reply_and_exits_4_without_responders(
     nobody = await asyncio.to_thread(
         cli, "request", "--address", broker.address, topics.HEALTH_DIAGNOSTICS, "x"
     )
-    assert nobody.returncode == ExitCode.NO_ANSWER == 4, nobody.stderr
+    assert nobody.returncode == 4, nobody.stderr
     assert "no subscriber" in nobody.stderr
 
     async with await eventbus.connect(broker.address, principal="procmond") as responder:
@@ -221,9 +221,7 @@ async def test_request_prints_the_reply_and_exits_4_without_responders(
     assert reply["publisher"]["principal"] == "procmond"
 
 
-def test_clients_stats_and_top_show_the_connections(
-    broker: BrokerProc, subs: list[Child]
-) -> None:
+def test_clients_stats_and_top_show_the_connections(broker: BrokerProc, subs: list[Child]) -> None:
     subs.append(start_sub(broker, "events.#", "--client-name", "watcher"))
     table = cli("clients", "--address", broker.address)
     assert table.returncode == 0, table.stderr
@@ -241,8 +239,15 @@ def test_clients_stats_and_top_show_the_connections(
     assert "\x1b[" not in top.stdout  # not a terminal: no screen control
 
 
+def test_the_documented_exit_codes() -> None:
+    codes = {code.name: int(code) for code in ExitCode}
+    assert codes == {
+        "OK": 0, "FAILED": 1, "USAGE": 2, "NO_BROKER": 3, "NO_ANSWER": 4, "INTERRUPTED": 130
+    }  # fmt: skip
+
+
 def test_usage_errors_exit_2() -> None:
-    assert cli().returncode == ExitCode.USAGE == 2
+    assert cli().returncode == 2
     assert cli("pub").returncode == 2
     assert cli("frobnicate").returncode == 2
     done = cli("--version")
