@@ -299,3 +299,33 @@ def test_check_config_explain_lists_the_principals_of_an_unknown_one() -> None:
     assert done.returncode == 1
     assert "principal 'mallory' is not defined" in done.stderr
     assert "agent, procmond, netmond, fsmond, perfmond" in done.stderr
+
+
+# --- the README's examples ----------------------------------------------------------------
+
+
+def _readme_blocks(language: str) -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    parts = text.split("```")
+    return [part.removeprefix(language + "\n") for part in parts if part.startswith(language)]
+
+
+def test_the_readme_collector_and_agent_run_against_a_broker(broker: BrokerProc) -> None:
+    (program,) = [block for block in _readme_blocks("python") if "asyncio.run(agent())" in block]
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        env=child_env(EVENTBUS_ADDRESS=broker.address),
+        timeout=DEADLINE,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{topics.PROCESS_LIFECYCLE} procmond init",
+        f"{topics.PROCESS_LIFECYCLE} procmond sshd",
+    ]
+
+
+def test_the_readme_starts_with_make_demo_and_make_test() -> None:
+    first = _readme_blocks("sh")[0].splitlines()
+    assert [line.split()[:2] for line in first[:2]] == [["make", "demo"], ["make", "test"]]
