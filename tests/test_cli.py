@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -252,6 +253,39 @@ def test_usage_errors_exit_2() -> None:
     assert cli("frobnicate").returncode == 2
     done = cli("--version")
     assert done.returncode == 0 and done.stdout.startswith("eventbus ")
+
+
+async def test_eventbus_broker_takes_the_config_file_and_flags_over_it(
+    bus_dir: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "eventbus.toml"
+    address = os.path.join(bus_dir, "bus", "eventbus.sock")
+    config.write_text(
+        f'[broker]\naddress = "{address}"\nmax_frame_bytes = 4096\nheartbeat_interval = 7\n'
+        "stats_interval = 0\n"
+    )
+    broker = Child(
+        eventbus_cmd("broker", "--config", str(config), "--max-frame-bytes", "8192"), "b"
+    )
+    try:
+        line = await asyncio.to_thread(broker.wait_line, lambda text: "listening on" in text)
+        assert line.endswith(address)
+        async with await eventbus.connect(address, principal="agent") as agent:
+            assert agent.limits.max_frame_bytes == 8192  # the flag
+            assert agent.limits.heartbeat_interval_ms == 7000  # the file
+    finally:
+        broker.signal(signal.SIGTERM)
+        code = await asyncio.to_thread(broker.wait_exit)
+        broker.reap()
+    assert code == 0, broker.diagnostics()
+
+
+def test_eventbus_broker_refuses_a_bad_config_naming_the_line(tmp_path: Path) -> None:
+    config = tmp_path / "eventbus.toml"
+    config.write_text("[broker]\nstats_interval = -1\n")
+    done = cli("broker", "--config", str(config))
+    assert done.returncode == 1
+    assert f"{config}:2: [broker] stats_interval must not be negative" in done.stderr
 
 
 # --- check-config -------------------------------------------------------------------------
