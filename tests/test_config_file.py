@@ -4,6 +4,8 @@ flags over the file."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,10 +44,19 @@ def test_a_policy_file_alone_is_a_config_file() -> None:
 
 
 def test_integers_are_accepted_for_seconds_and_group_names_or_ids() -> None:
-    config = config_from_toml('[broker]\nheartbeat_interval = 2\ngroup = "daemoneye"')
+    config = config_from_toml("[broker]\nheartbeat_interval = 2")
     assert config.heartbeat_interval == 2.0 and isinstance(config.heartbeat_interval, float)
-    assert config.socket_group == "daemoneye"
     assert config_from_toml("[broker]\ngroup = 998").socket_group == 998
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Unix groups")
+def test_a_group_name_must_exist() -> None:
+    import grp
+
+    name = grp.getgrgid(os.getgid()).gr_name
+    assert config_from_toml(f'[broker]\ngroup = "{name}"').socket_group == name
+    with pytest.raises(ConfigError, match=r"^f:2: \[broker\] group 'no-such-group-x' does not"):
+        config_from_toml('[broker]\ngroup = "no-such-group-x"', "f")
 
 
 @pytest.mark.parametrize(

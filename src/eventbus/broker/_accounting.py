@@ -72,11 +72,11 @@ class Accounting:
             for name in _COUNTERS:
                 setattr(usage, name, getattr(closed, name))
         for session in sessions:
-            usage = result.get(session.principal)
-            if usage is None:
-                usage = result[session.principal] = PrincipalUsage()
-            usage.add_counters(session)
-            usage.clients += 1
-            usage.subscriptions += len(session.subscriptions)
-            usage.queued_bytes += session.queued
+            live = result.get(session.principal)
+            if live is None:
+                live = result[session.principal] = PrincipalUsage()
+            live.add_counters(session)
+            live.clients += 1
+            live.subscriptions += len(session.subscriptions)
+            live.queued_bytes += session.queued
         return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import fields
 from typing import Any
 
@@ -103,9 +104,23 @@ def _broker_settings(table: object, source: str, lines: KeyLines) -> dict[str, A
             expected = " or ".join(_TYPE_NAMES[t] for t in allowed)
             raise ConfigError(f"{source}:{line}: [broker] {key} must be {expected}, not {value!r}")
         if key == "group":
+            _check_group(value, f"{source}:{line}")
             settings["socket_group"] = value
         elif allowed == (int, float):
             settings[key] = float(value)  # type: ignore[arg-type]
         else:
             settings[key] = value
     return settings
+
+
+def _check_group(group: str | int, where: str) -> None:
+    """A group name must exist now, as the policy's user names must: the broker resolves it
+    when it binds the socket, and a typo should fail at load, naming the line."""
+    if isinstance(group, int) or sys.platform == "win32":
+        return  # a pipe has no group: the transport ignores it with a warning
+    import grp
+
+    try:
+        grp.getgrnam(group)
+    except (KeyError, ValueError):
+        raise ConfigError(f"{where}: [broker] group {group!r} does not exist") from None

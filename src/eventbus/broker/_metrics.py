@@ -104,8 +104,8 @@ class MetricsServer:
     def url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
-        return f"http://{host}:{port}/metrics"
+        name = str(host)
+        return f"http://{f'[{name}]' if ':' in name else name}:{port}/metrics"
 
     def start(self) -> None:
         try:
@@ -116,7 +116,7 @@ class MetricsServer:
             ) from None
         self._loop = asyncio.get_running_loop()
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self._snapshot))  # type: ignore[arg-type]
+        registry.register(_Collector(self._snapshot))
         try:
             self._server, self._thread = start_http_server(
                 self._port, addr=self._host, registry=registry
