@@ -177,6 +177,7 @@ def test_kick_disconnects_the_named_client_and_it_is_told_who(
     assert again.returncode == 1 and "no connection" in again.stderr
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="builds a Unix socket path")
 def test_without_a_broker_the_error_says_none_runs_and_how_to_start_one(bus_dir: str) -> None:
     missing = os.path.join(bus_dir, "nobody", "eventbus.sock")
     done = cli("pub", "--address", missing, "events.x", "hi")
@@ -255,6 +256,7 @@ def test_usage_errors_exit_2() -> None:
     assert done.returncode == 0 and done.stdout.startswith("eventbus ")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="builds a Unix socket path")
 async def test_eventbus_broker_takes_the_config_file_and_flags_over_it(
     bus_dir: str, tmp_path: Path
 ) -> None:

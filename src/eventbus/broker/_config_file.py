@@ -104,7 +104,7 @@ def _broker_settings(table: object, source: str, lines: KeyLines) -> dict[str, A
             expected = " or ".join(_TYPE_NAMES[t] for t in allowed)
             raise ConfigError(f"{source}:{line}: [broker] {key} must be {expected}, not {value!r}")
         if key == "group":
-            _check_group(value, f"{source}:{line}")
+            _check_group(value, f"{source}:{line}")  # type: ignore[arg-type]
             settings["socket_group"] = value
         elif allowed == (int, float):
             settings[key] = float(value)  # type: ignore[arg-type]
