@@ -30,7 +30,7 @@ __all__ = [
 cdef enum:
     KIND_PUBLISH = 7
     KIND_EVENT = 9
-    LAST_BODY_FIELD = 16
+    LAST_BODY_FIELD = 18  # as _LAST_BODY_FIELD in eventbus._wire
 
 FRAME_PUBLISH = KIND_PUBLISH
 FRAME_EVENT = KIND_EVENT
