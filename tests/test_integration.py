@@ -351,6 +351,8 @@ async def test_confirmed_publish_counts_subscriber_connections(
         assert await agent.publish(topics.COLLECTOR_CONFIG, b"", confirm=True) == 1
         # Not confirmed: no count.
         assert await agent.publish(topics.TASK_PROCESS, task("quiet", "process")) is None
+        # Handled by the broker before the collectors' stop pings: they could be read first.
+        await agent.ping()
 
         reports = [await proc.astop() for proc in procmonds]
         for report in reports:
