@@ -7,12 +7,16 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections import OrderedDict
 from typing import Any
 
 from ..client import Envelope, Subscription
 from ._connect import add_client_arguments, open_client, run_command
 from ._exit import ExitCode, Failure
 from ._payloads import envelope_json, payload_text
+
+# Recent events remembered to print an event matched by several filters once.
+_REMEMBERED = 4096
 
 
 def register(commands: Any) -> None:
@@ -78,6 +82,9 @@ async def _print_events(
     args: argparse.Namespace, events: asyncio.Queue[Envelope | BaseException]
 ) -> None:
     seen = 0
+    # An event matching several of the filters reaches each of their subscriptions as the
+    # same object: printed once. The objects are kept, so their ids are not reused.
+    printed: OrderedDict[int, Envelope] = OrderedDict()
     loop = asyncio.get_running_loop()
     deadline = None if args.wait is None else loop.time() + args.wait
     while args.count is None or seen < args.count:
@@ -90,5 +97,10 @@ async def _print_events(
             ) from None
         if isinstance(item, BaseException):
             raise item
+        if id(item) in printed:
+            continue
+        printed[id(item)] = item
+        if len(printed) > _REMEMBERED:
+            printed.popitem(last=False)
         _print(item, args.json)
         seen += 1
