@@ -138,6 +138,20 @@ def test_binary_payloads_of_a_known_type_decode_to_json(
     assert json.loads(sub.stdout.history[0])["payload"] == {"pid": 99, "name": "init"}
 
 
+def test_pub_repeats_at_a_rate_in_order(broker: BrokerProc, subs: list[Child]) -> None:
+    sub = start_sub(broker, "events.process.+", "--count", "3", "--json")
+    subs.append(sub)
+    done = cli(
+        "pub", "--address", broker.address, "--principal", "procmond",
+        "events.process.beat", "tick", "--repeat", "3", "--rate", "1000",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sub.wait_exit() == 0, sub.diagnostics()
+    lines = [json.loads(line) for line in sub.stdout.history]
+    assert [int(line["publisher"]["sequence"]) for line in lines] == [1, 2, 3]
+    assert {line["payload"] for line in lines} == {"tick"}
+
+
 def test_a_denied_publish_exits_1_with_the_reason_on_stderr(broker: BrokerProc) -> None:
     done = cli("pub", "--address", broker.address, "--principal", "procmond", "control.x", "hi")
     assert done.returncode == 1
