@@ -97,11 +97,19 @@ class _Lines:
 class Child:
     """A child process whose stdout and stderr are read line by line in the background."""
 
-    def __init__(self, argv: list[str], name: str, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        name: str,
+        *,
+        env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.name = name
         self.argv = argv
         self.popen = subprocess.Popen(
             argv,
+            pass_fds=pass_fds,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

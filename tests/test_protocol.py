@@ -106,6 +106,12 @@ EXAMPLES: dict[str, frames_pb2.Frame] = {
     ),
     "dropped": frames_pb2.Frame(dropped=frames_pb2.Dropped(count=3, total=8)),
     "goodbye": frames_pb2.Frame(goodbye=frames_pb2.Goodbye(reason="shutting down")),
+    "kick": frames_pb2.Frame(kick=frames_pb2.Kick(request_id=6, connection_id=7, reason="why")),
+    "kick_reply": frames_pb2.Frame(
+        kick_reply=frames_pb2.KickReply(
+            request_id=6, client=frames_pb2.ClientInfo(identity=IDENTITY, denied=2)
+        )
+    ),
 }
 
 

@@ -63,7 +63,7 @@ _MASK64: Final = (1 << 64) - 1
 _MASK32: Final = (1 << 32) - 1
 _MAX_TAG: Final = (1 << 32) - 1
 _M = TypeVar("_M", bound=Message)
-_LAST_BODY_FIELD: Final = 16  # Frame's oneof members are its fields 1..16, all messages
+_LAST_BODY_FIELD: Final = 18  # Frame's oneof members are its fields 1..18, all messages
 _MAX_GROUP_DEPTH: Final = 100
 
 

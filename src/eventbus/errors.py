@@ -10,6 +10,7 @@ __all__ = [
     "FrameTooLarge",
     "InvalidAddress",
     "InvalidTopic",
+    "Kicked",
     "NoResponders",
     "PermissionDenied",
     "PolicyError",
@@ -45,6 +46,13 @@ class Timeout(EventBusError, TimeoutError):
 
 class ConnectionLost(EventBusError, ConnectionError):
     """The connection to the broker (or to a client) closed."""
+
+
+class Kicked(ConnectionLost):
+    """An admin disconnected this client (the message names who and why).
+
+    The client does not reconnect by itself after it: the admin meant it to go.
+    """
 
 
 class ProtocolError(EventBusError):

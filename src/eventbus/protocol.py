@@ -32,6 +32,7 @@ from eventbus.errors import (
     EventBusError,
     FrameTooLarge,
     InvalidTopic,
+    Kicked,
     NoResponders,
     PermissionDenied,
     ProtocolError,
@@ -92,6 +93,7 @@ _EXCEPTION_FOR_CODE: Final[dict[int, type[EventBusError]]] = {
     frames_pb2.ERROR_CODE_SLOW_CONSUMER: ConnectionLost,
     frames_pb2.ERROR_CODE_SHUTTING_DOWN: ConnectionLost,
     frames_pb2.ERROR_CODE_QUOTA_EXCEEDED: QuotaExceeded,
+    frames_pb2.ERROR_CODE_KICKED: Kicked,
 }
 
 CLOSING_CODES: Final = frozenset(
@@ -105,6 +107,7 @@ CLOSING_CODES: Final = frozenset(
         frames_pb2.ERROR_CODE_SHUTTING_DOWN,
         frames_pb2.ERROR_CODE_TIMEOUT,
         frames_pb2.ERROR_CODE_QUOTA_EXCEEDED,
+        frames_pb2.ERROR_CODE_KICKED,
     }
 )
 """Codes that, in an Error answering no request (request id 0), end the connection."""

@@ -34,7 +34,7 @@ cdef enum:
     KIND_PUBLISH = 7
     KIND_PUB_ACK = 8
     KIND_EVENT = 9
-    LAST_BODY_FIELD = 16
+    LAST_BODY_FIELD = 18  # as _LAST_BODY_FIELD in eventbus._wire
     MAX_GROUP_DEPTH = 100
 
 FRAME_PUBLISH = KIND_PUBLISH

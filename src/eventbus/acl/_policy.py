@@ -274,7 +274,8 @@ class Policy:
         rule = self._rules.get(principal)
         if rule is None:
             raise PermissionDenied(
-                f"principal {principal!r} is not defined (rule set {self.name!r})"
+                f"principal {principal!r} is not defined (rule set {self.name!r}); "
+                f"it defines: {', '.join(self._rules) or 'none'}"
             )
         refusal = rule.binding.refusal(creds)
         if refusal is not None:

@@ -31,16 +31,24 @@ if sys.platform != "win32":
     import grp
     import pwd
 
-__all__ = ["load_policy"]
+__all__ = ["KeyLines", "load_policy", "parse_toml"]
 
 
-def load_policy(text: str, source: str) -> Policy:
+def load_policy(text: str, source: str, *, foreign: frozenset[str] = frozenset()) -> Policy:
     """The policy in the TOML ``text``; ``source`` names it in errors and is the default name.
 
-    Raises :class:`~eventbus.errors.PolicyError` whose message starts with
-    ``f"{source}:{line}: "`` on the first error found.
+    ``foreign`` names top-level tables that belong to someone else (the broker's
+    ``[broker]``) and are skipped. Raises :class:`~eventbus.errors.PolicyError` whose
+    message starts with ``f"{source}:{line}: "`` on the first error found.
     """
-    return _PolicyLoader(text, source).load()
+    return _PolicyLoader(text, source, foreign).load()
+
+
+def parse_toml(text: str, source: str) -> tuple[dict[str, Any], KeyLines]:
+    """The parsed ``text`` and where its keys are, for a loader of another table of the
+    same file; a syntax error raises :class:`~eventbus.errors.PolicyError` with its line."""
+    loader = _PolicyLoader(text, source)
+    return loader._parse(), loader._lines
 
 
 _ROLE_KEYS = frozenset({"publish", "subscribe", "admin"})
@@ -87,7 +95,7 @@ def _read_key(line: str, pos: int) -> tuple[_KeyPath, int] | None:
         return tuple(parts), pos
 
 
-class _KeyLines:
+class KeyLines:
     """Where each table and key of a TOML text is first defined (tomllib gives no positions).
 
     Every ``[table]`` header and ``key = value`` line is recorded under its full key path,
@@ -152,10 +160,11 @@ def _type_name(value: object) -> str:
 class _PolicyLoader:
     """Turns the parsed TOML into principals, refusing the first error with its line."""
 
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, text: str, source: str, foreign: frozenset[str] = frozenset()) -> None:
         self._text = text
         self._source = source
-        self._lines = _KeyLines(text)
+        self._foreign = foreign
+        self._lines = KeyLines(text)
 
     def _error(self, path: _KeyPath, message: str) -> PolicyError:
         return PolicyError(f"{self._source}:{self._lines.line_of(path)}: {message}")
@@ -163,7 +172,7 @@ class _PolicyLoader:
     def load(self) -> Policy:
         data = self._parse()
         for key in data:
-            if key not in _TOP_LEVEL:
+            if key not in _TOP_LEVEL and key not in self._foreign:
                 raise self._error((key,), f"unknown top-level key or table {key!r}")
         rule_set = self._policy_name(data.get("policy", {}))
         roles = {

@@ -23,8 +23,16 @@ from ..protocol import (
     error_frame,
     read_frame,
 )
-from ..transport import Connection, Server, default_address, memory_pair, serve
+from ..transport import (
+    Connection,
+    Server,
+    default_address,
+    memory_pair,
+    serve,
+    serve_inherited,
+)
 from ..v1 import frames_pb2
+from ._accounting import Accounting, PrincipalUsage
 from ._admission import Refused, admit, read_hello, welcome_frame
 from ._budget import MemoryBudget
 from ._publishing import Publishing
@@ -37,6 +45,7 @@ from .config import BrokerConfig
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ._metrics import BrokerSnapshot, MetricsServer
 
 __all__ = ["Broker"]
 
@@ -104,6 +113,8 @@ class Broker:
         self._publishing = Publishing(config, self._router, SystemPublisher(config.name))
         self._closed_bytes_in = 0
         self._closed_bytes_out = 0
+        self._accounting = Accounting()
+        self._metrics: MetricsServer | None = None
         self._limits = frames_pb2.Limits(
             max_frame_bytes=config.max_frame_bytes,
             max_topic_bytes=config.max_topic_bytes,
@@ -111,20 +122,41 @@ class Broker:
             max_outbound_bytes=config.max_outbound_bytes,
             heartbeat_interval_ms=int(config.heartbeat_interval * 1000),
         )
-        requests = Requests(config, self._router, self._quotas, self._sessions)
+        requests = Requests(config, self._router, self._quotas, self._sessions, self._disconnect)
         self._handlers: dict[str, Callable[[Session, Any], None]] = {
             "publish": self._publishing.publish,
             "subscribe": requests.subscribe,
             "unsubscribe": requests.unsubscribe,
             "ping": requests.ping,
             "list_request": requests.list_clients,
+            "kick": requests.kick,
         }
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen on the configured address (raises ``AddressInUse`` if another broker does)."""
-        self._server = await serve(self.address, self._handle, group=self.config.socket_group)
+        if self.config.listen_fd is not None:
+            self._server = await serve_inherited(self.config.listen_fd, self._handle)
+            self.address = self._server.address
+        else:
+            self._server = await serve(self.address, self._handle, group=self.config.socket_group)
+        if self.config.metrics is not None:
+            from ._metrics import MetricsServer
+
+            metrics = MetricsServer(
+                self.config.metrics,
+                self._snapshot,
+                allow_remote=self.config.metrics_allow_remote,
+            )
+            try:
+                metrics.start()
+            except BaseException:
+                self._server.close()
+                await self._server.wait_closed()
+                raise
+            self._metrics = metrics
+            log.info("metrics on %s", metrics.url)
         self._spawn(self._housekeeping())
         log.info(
             "broker %s listening on %s (policy: %s)",
@@ -143,6 +175,8 @@ class Broker:
             await self._stopped.wait()
             return
         self._stopping = True
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.stop)
         if self._server is not None:
             self._server.close()
         goodbye = encode_frame(_Frame(goodbye=frames_pb2.Goodbye(reason="broker shutting down")))
@@ -223,6 +257,28 @@ class Broker:
     @property
     def clients(self) -> int:
         return len(self._sessions)
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the Prometheus endpoint answers, when ``config.metrics`` turned it on."""
+        return self._metrics.url if self._metrics is not None else None
+
+    def usage(self) -> dict[str, PrincipalUsage]:
+        """Counters per principal since the broker started, closed connections included."""
+        return self._accounting.snapshot(self._sessions.values())
+
+    def _snapshot(self) -> BrokerSnapshot:
+        from ._metrics import BrokerSnapshot
+
+        sessions = list(self._sessions.values())
+        return BrokerSnapshot(
+            principals=self._accounting.snapshot(sessions),
+            messages_in=self.messages_in,
+            messages_out=self.messages_out,
+            dropped=self.messages_dropped,
+            queued_bytes=sum(s.queued for s in sessions),
+            publishers_paused=self.publishers_paused,
+        )
 
     def stats(self) -> frames_pb2.BrokerStats:
         """Counters of the whole broker and of each connection."""
@@ -326,6 +382,7 @@ class Broker:
             return  # never admitted, or already forgotten (the broker cut it off)
         self._closed_bytes_in += session.bytes_in
         self._closed_bytes_out += session.bytes_out
+        self._accounting.retire(session)
         subscriptions = [
             frames_pb2.SubscriptionInfo(subscription_id=i, filter=f, group=g)
             for i, (f, g) in session.subscriptions.items()

@@ -88,6 +88,8 @@ class Publishing:
             stream = (session.instance_id, topic) if sequence and session.instance_id else None
             delivered, dropped = self._router.fan_out(topic, data, reply_to, stream)
         except (InvalidTopic, PermissionDenied) as exc:
+            if isinstance(exc, PermissionDenied):
+                session.denied += 1
             session.send_error(request_id, code_for(exc), str(exc))
             return
         self.messages_in += 1

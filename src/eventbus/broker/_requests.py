@@ -1,10 +1,12 @@
-"""Answers to the control frames a client sends: subscribe, unsubscribe, ping, list.
+"""Answers to the control frames a client sends: subscribe, unsubscribe, ping, list, kick.
 
 Each answer is queued on the asking connection: the frame it asked for, or an ``Error``
 echoing its request id. None of them ends the connection.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from .._backend import filter_covers, validate_filter
 from ..errors import InvalidTopic, PermissionDenied, QuotaExceeded
@@ -24,15 +26,22 @@ _E = frames_pb2.ErrorCode
 class Requests:
     """The broker's handlers of control frames."""
 
-    __slots__ = ("_config", "_quotas", "_router", "_sessions")
+    __slots__ = ("_config", "_disconnect", "_quotas", "_router", "_sessions")
 
     def __init__(
-        self, config: BrokerConfig, router: Router, quotas: Quotas, sessions: dict[int, Session]
+        self,
+        config: BrokerConfig,
+        router: Router,
+        quotas: Quotas,
+        sessions: dict[int, Session],
+        disconnect: Callable[[Session, int, str], None],
     ) -> None:
         self._config = config
         self._router = router
         self._quotas = quotas
         self._sessions = sessions
+        # Closes a connection with an Error frame of that code as its last words.
+        self._disconnect = disconnect
 
     def subscribe(self, session: Session, subscribe: frames_pb2.Subscribe) -> None:
         request_id = subscribe.request_id
@@ -54,6 +63,8 @@ class Requests:
             else:
                 grant.check_subscribe(topic_filter)
         except (InvalidTopic, PermissionDenied) as exc:
+            if isinstance(exc, PermissionDenied):
+                session.denied += 1
             session.send_error(request_id, code_for(exc), str(exc))
             return
         if request_id in session.subscriptions:
@@ -95,6 +106,7 @@ class Requests:
             try:
                 grant.check_admin("list all clients")
             except PermissionDenied as exc:
+                session.denied += 1
                 session.send_error(request.request_id, code_for(exc), str(exc))
                 return
             sessions = list(self._sessions.values())
@@ -104,3 +116,32 @@ class Requests:
             request_id=request.request_id, clients=[s.info() for s in sessions]
         )
         session.send(encode_frame(_Frame(list_reply=reply)))
+
+    def kick(self, session: Session, kick: frames_pb2.Kick) -> None:
+        """An admin disconnects a connection: the caller is answered first, then the target
+        gets ``Error(KICKED)`` naming the caller, and is closed."""
+        grant = session.grant
+        assert grant is not None
+        try:
+            grant.check_admin("disconnect a client")
+        except PermissionDenied as exc:
+            session.denied += 1
+            session.send_error(kick.request_id, code_for(exc), str(exc))
+            return
+        target = self._sessions.get(kick.connection_id)
+        if target is None or target.closed:
+            session.send_error(
+                kick.request_id,
+                _E.ERROR_CODE_NOT_FOUND,
+                f"no connection {kick.connection_id} on this broker",
+            )
+            return
+        reply = frames_pb2.KickReply(request_id=kick.request_id, client=target.info())
+        session.send(encode_frame(_Frame(kick_reply=reply)))
+        message = (
+            f"kicked by principal {grant.principal!r} (connection {session.connection_id}, "
+            f"pid {session.peer.pid})"
+        )
+        if kick.reason:
+            message += f": {kick.reason}"
+        self._disconnect(target, _E.ERROR_CODE_KICKED, message)

@@ -36,6 +36,7 @@ class Session(Outbox):
         "conn",
         "connected_at_ns",
         "connection_id",
+        "denied",
         "filter_refs",
         "grant",
         "identity",
@@ -83,6 +84,8 @@ class Session(Outbox):
         self.on_overflow = on_overflow
         self.messages_in = 0
         self.bytes_in = 0
+        #: Operations the policy refused this connection (publish, subscribe, admin).
+        self.denied = 0
         self.connected_at_ns = time.time_ns()
         self.last_seen = 0.0
         self.paused = False
@@ -191,6 +194,9 @@ class Session(Outbox):
             dropped=self.dropped_total,
             queued_bytes=self.queued,
             connected_at_ns=self.connected_at_ns,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            denied=self.denied,
         )
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,7 +11,45 @@ from ..acl import Policy
 from ..errors import ConfigError
 from ..protocol import DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT
 
-__all__ = ["BrokerConfig"]
+__all__ = ["BrokerConfig", "metrics_endpoint"]
+
+# Names that always resolve to the loopback interface.
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def metrics_endpoint(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; a bare ``PORT`` means 127.0.0.1; port 0: any
+    free one) as a pair.
+
+    Raises :class:`~eventbus.errors.ConfigError` for a malformed one, and for a host that is
+    not loopback unless ``allow_remote``: the endpoint has no authentication, and the
+    counters name every principal.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "127.0.0.1", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) < 65536 or not host:
+        raise ConfigError(
+            f"metrics address {text!r} is not HOST:PORT with a port 0-65535 (e.g. 127.0.0.1:9464)"
+        )
+    if not allow_remote and not _is_loopback(host):
+        raise ConfigError(
+            f"metrics address {text!r} is not a loopback address: the endpoint has no "
+            "authentication; use 127.0.0.1 or ::1, or allow it explicitly "
+            "(--metrics-allow-remote, metrics_allow_remote = true)"
+        )
+    return host, int(port_text)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it could resolve anywhere
 
 
 @dataclass
@@ -47,6 +86,12 @@ class BrokerConfig:
     stats_interval: float = 10.0
     #: Seconds a stopping broker waits for outbound buffers to drain.
     drain_timeout: float = 5.0
+    #: ``HOST:PORT`` of the Prometheus endpoint (needs the ``metrics`` extra); ``None``: off.
+    metrics: str | None = None
+    #: Let ``metrics`` listen on a non-loopback address.
+    metrics_allow_remote: bool = False
+    #: A listening Unix socket to serve instead of binding ``address`` (socket activation).
+    listen_fd: int | None = None
 
     def __post_init__(self) -> None:
         """Refuse a setting out of range with a :class:`~eventbus.errors.ConfigError`."""
@@ -73,6 +118,13 @@ class BrokerConfig:
             raise self._error("slow_consumer", "must be 'drop' or 'disconnect'")
         if self.budget_pause < 0:
             raise self._error("budget_pause", "must not be negative")
+        if self.stats_interval < 0:
+            raise self._error("stats_interval", "must not be negative (0 turns stats off)")
+        if self.metrics is not None:
+            try:
+                metrics_endpoint(self.metrics, allow_remote=self.metrics_allow_remote)
+            except ConfigError as exc:
+                raise ConfigError(f"BrokerConfig.metrics: {exc}") from None
 
     def _error(self, name: str, rule: str) -> ConfigError:
         return ConfigError(f"BrokerConfig.{name} {rule}, not {getattr(self, name)!r}")

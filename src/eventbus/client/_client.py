@@ -340,6 +340,23 @@ class Client(Lifecycle):
         reply: frames_pb2.ListReply = await self._request(request_id, encode_frame(frame))
         return list(reply.clients)
 
+    async def kick(self, connection_id: int, *, reason: str = "") -> frames_pb2.ClientInfo:
+        """Disconnect the client on ``connection_id`` (needs the admin right).
+
+        The kicked client gets :class:`~eventbus.errors.Kicked` naming this principal and
+        ``reason``; returns it as it was. Raises :class:`PermissionDenied` without the
+        admin right and :class:`~eventbus.errors.EventBusError` (``NOT_FOUND``) when no
+        such connection exists.
+        """
+        self._check_open()
+        self.grant.check_admin("disconnect a client")
+        request_id = next(self._ids)
+        frame = _Frame(
+            kick=frames_pb2.Kick(request_id=request_id, connection_id=connection_id, reason=reason)
+        )
+        reply: frames_pb2.KickReply = await self._request(request_id, encode_frame(frame))
+        return reply.client
+
     async def ping(self, timeout: float = 5.0) -> None:
         """Round trip to the broker; raises :class:`Timeout` when it does not answer."""
         self._check_open()

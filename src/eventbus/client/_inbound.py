@@ -143,7 +143,7 @@ class Inbound:
         if kind == "sub_ack":
             self.routes.active(message.request_id)
             self._answer(message.request_id, message)
-        elif kind in ("unsub_ack", "pub_ack", "list_reply"):
+        elif kind in ("unsub_ack", "pub_ack", "list_reply", "kick_reply"):
             self._answer(message.request_id, message)
         elif kind == "pong":
             self._answer(message.nonce, message)

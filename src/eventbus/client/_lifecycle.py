@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from ..errors import ConnectionLost, EventBusError, Timeout
+from ..errors import ConnectionLost, EventBusError, Kicked, Timeout
 from ..protocol import encode_frame
 from ..v1 import frames_pb2
 from ._inbound import Inbound
@@ -132,6 +132,7 @@ class Lifecycle:
             self.reconnect.enabled
             and not self._closing
             and isinstance(error, (ConnectionLost, Timeout))
+            and not isinstance(error, Kicked)
         )
 
     def _lost(self, error: BaseException) -> None:

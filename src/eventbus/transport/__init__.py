@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import InvalidAddress
+from ._activation import inherited_listener
 from ._address import default_address
 from ._connection import (
     DEFAULT_HIGH_WATER,
@@ -19,12 +21,16 @@ from ._connection import (
     Receiver,
 )
 from ._memory import memory_pair as _memory_pair
-from ._server import Server
+from ._server import Handler, Server
 
 if sys.platform == "win32":
     from ._windows import connect, local_credentials, serve
+
+    async def serve_inherited(fd: int, handler: Handler, *, read_limit: int = 0) -> Server:
+        """Socket activation is for Unix sockets; a named pipe cannot be inherited so."""
+        raise InvalidAddress("socket activation (LISTEN_FDS) needs a Unix domain socket")
 else:
-    from ._unix import connect, local_credentials, serve
+    from ._unix import connect, local_credentials, serve, serve_inherited
 
 __all__ = [
     "DEFAULT_HIGH_WATER",
@@ -35,9 +41,11 @@ __all__ = [
     "Server",
     "connect",
     "default_address",
+    "inherited_listener",
     "local_credentials",
     "memory_pair",
     "serve",
+    "serve_inherited",
 ]
 
 

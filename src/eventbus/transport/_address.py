@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 
-__all__ = ["ADDRESS_ENV", "WINDOWS_DEFAULT_PIPE", "default_address"]
+__all__ = ["ADDRESS_ENV", "WINDOWS_DEFAULT_PIPE", "default_address", "no_broker_hint"]
 
 #: The environment variable that overrides the default address on every platform.
 ADDRESS_ENV = "EVENTBUS_ADDRESS"
@@ -33,3 +33,12 @@ def default_address() -> str:
     if runtime_dir:
         return os.path.join(runtime_dir, _SOCKET_DIR, _SOCKET_NAME)
     return os.path.join(tempfile.gettempdir(), f"{_SOCKET_DIR}-{os.getuid()}", _SOCKET_NAME)
+
+
+def no_broker_hint() -> str:
+    """What to do when nothing listens at an address, for the end of a connect error."""
+    return (
+        "no broker appears to be running there: start one with `eventbus broker` "
+        f"or `python -m eventbus.broker`, or set {ADDRESS_ENV} (or --address) to the "
+        "address it listens on"
+    )

@@ -16,6 +16,7 @@ import struct
 import sys
 
 from ..errors import AddressInUse, ConnectionLost, InvalidAddress
+from ._address import no_broker_hint
 from ._connection import (
     DEFAULT_READ_LIMIT,
     UNKNOWN_PEER,
@@ -282,7 +283,7 @@ class UnixServer(Server):
     """A `Server` listening on a Unix domain socket file it owns."""
 
     def __init__(
-        self, address: str, path: str, ident: _FileId, handler: Handler, read_limit: int
+        self, address: str, path: str, ident: _FileId | None, handler: Handler, read_limit: int
     ) -> None:
         """Wrap the socket bound at ``path``; `serve` attaches the asyncio server."""
         super().__init__(address, handler, _peer_identity, read_limit)
@@ -297,7 +298,8 @@ class UnixServer(Server):
         # a transport for an already-accepted connection attaches to it, and on failure
         # leaks that connection's socket. The turns let connections still in the backlog
         # be accepted and attached (then aborted, as the server is closing).
-        _unlink_if_same(self._path, self._ident)
+        if self._ident is not None:  # an inherited socket's file belongs to who made it
+            _unlink_if_same(self._path, self._ident)
         if self._server is None:
             return
         loop = self._server.get_loop()
@@ -354,6 +356,35 @@ async def serve(
     return server
 
 
+async def serve_inherited(
+    fd: int, handler: Handler, *, read_limit: int = DEFAULT_READ_LIMIT
+) -> Server:
+    """Serve the listening Unix socket open on ``fd`` (socket activation).
+
+    The socket's path, mode and owner are the service manager's (systemd's ``SocketMode=``,
+    ``SocketGroup=``); closing the server leaves its file in place. Raises
+    :class:`InvalidAddress` when ``fd`` is not a listening Unix stream socket.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise InvalidAddress(f"inherited descriptor {fd} is not a socket: {exc}") from None
+    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM or not listening:
+        sock.detach()
+        raise InvalidAddress(
+            f"inherited descriptor {fd} is not a listening Unix stream socket "
+            "(ListenStream= a path in the socket unit)"
+        )
+    sock.setblocking(False)
+    address = sock.getsockname()
+    path = address if isinstance(address, str) else ""
+    server = UnixServer(path, path, None, handler, read_limit)
+    server._server = await loop.create_unix_server(server._make_connection, sock=sock)
+    return server
+
+
 async def connect(address: str, *, read_limit: int = DEFAULT_READ_LIMIT) -> Connection:
     """Connect to the Unix socket ``address``; raise `ConnectionLost` if nobody answers."""
     loop = asyncio.get_running_loop()
@@ -366,5 +397,7 @@ async def connect(address: str, *, read_limit: int = DEFAULT_READ_LIMIT) -> Conn
         _, connection = await loop.create_unix_connection(factory, address)
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+            reason += f"; {no_broker_hint()}"
         raise ConnectionLost(f"cannot connect to {address!r}: {reason}") from exc
     return connection

@@ -14,6 +14,7 @@ import sys
 from typing import Any, cast
 
 from ..errors import AddressInUse, ConnectionLost, EventBusError, InvalidAddress
+from ._address import no_broker_hint
 from ._connection import (
     DEFAULT_READ_LIMIT,
     UNKNOWN_PEER,
@@ -326,6 +327,8 @@ async def connect(address: str, *, read_limit: int = DEFAULT_READ_LIMIT) -> Conn
         _, protocol = await loop.create_pipe_connection(cast(Any, factory), address)
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if isinstance(exc, FileNotFoundError):
+            reason += f"; {no_broker_hint()}"
         raise ConnectionLost(f"cannot connect to {address!r}: {reason}") from exc
     # create_pipe_connection returns before the transport calls connection_made (unlike
     # create_unix_connection): until then the connection has no transport to write to

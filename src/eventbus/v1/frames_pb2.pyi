@@ -23,6 +23,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_SHUTTING_DOWN: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
     ERROR_CODE_QUOTA_EXCEEDED: _ClassVar[ErrorCode]
+    ERROR_CODE_KICKED: _ClassVar[ErrorCode]
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_PROTOCOL: ErrorCode
 ERROR_CODE_FRAME_TOO_LARGE: ErrorCode
@@ -38,6 +39,7 @@ ERROR_CODE_SLOW_CONSUMER: ErrorCode
 ERROR_CODE_SHUTTING_DOWN: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_QUOTA_EXCEEDED: ErrorCode
+ERROR_CODE_KICKED: ErrorCode
 
 class ProcessIdentity(_message.Message):
     __slots__ = ("pid", "uid", "gid", "principal", "connection_id", "client_name", "instance_id", "sequence", "stream_started_ns")
@@ -258,7 +260,7 @@ class SubscriptionInfo(_message.Message):
     def __init__(self, subscription_id: _Optional[int] = ..., filter: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
 
 class ClientInfo(_message.Message):
-    __slots__ = ("identity", "subscriptions", "messages_in", "messages_out", "dropped", "queued_bytes", "connected_at_ns")
+    __slots__ = ("identity", "subscriptions", "messages_in", "messages_out", "dropped", "queued_bytes", "connected_at_ns", "bytes_in", "bytes_out", "denied")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_IN_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +268,9 @@ class ClientInfo(_message.Message):
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     QUEUED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_AT_NS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
+    DENIED_FIELD_NUMBER: _ClassVar[int]
     identity: ProcessIdentity
     subscriptions: _containers.RepeatedCompositeFieldContainer[SubscriptionInfo]
     messages_in: int
@@ -273,7 +278,10 @@ class ClientInfo(_message.Message):
     dropped: int
     queued_bytes: int
     connected_at_ns: int
-    def __init__(self, identity: _Optional[_Union[ProcessIdentity, _Mapping]] = ..., subscriptions: _Optional[_Iterable[_Union[SubscriptionInfo, _Mapping]]] = ..., messages_in: _Optional[int] = ..., messages_out: _Optional[int] = ..., dropped: _Optional[int] = ..., queued_bytes: _Optional[int] = ..., connected_at_ns: _Optional[int] = ...) -> None: ...
+    bytes_in: int
+    bytes_out: int
+    denied: int
+    def __init__(self, identity: _Optional[_Union[ProcessIdentity, _Mapping]] = ..., subscriptions: _Optional[_Iterable[_Union[SubscriptionInfo, _Mapping]]] = ..., messages_in: _Optional[int] = ..., messages_out: _Optional[int] = ..., dropped: _Optional[int] = ..., queued_bytes: _Optional[int] = ..., connected_at_ns: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., denied: _Optional[int] = ...) -> None: ...
 
 class ListRequest(_message.Message):
     __slots__ = ("request_id", "all_clients")
@@ -290,6 +298,24 @@ class ListReply(_message.Message):
     request_id: int
     clients: _containers.RepeatedCompositeFieldContainer[ClientInfo]
     def __init__(self, request_id: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[ClientInfo, _Mapping]]] = ...) -> None: ...
+
+class Kick(_message.Message):
+    __slots__ = ("request_id", "connection_id", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    connection_id: int
+    reason: str
+    def __init__(self, request_id: _Optional[int] = ..., connection_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class KickReply(_message.Message):
+    __slots__ = ("request_id", "client")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    client: ClientInfo
+    def __init__(self, request_id: _Optional[int] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
 
 class DroppedStream(_message.Message):
     __slots__ = ("instance_id", "topic", "count")
@@ -318,7 +344,7 @@ class Goodbye(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("hello", "welcome", "subscribe", "sub_ack", "unsubscribe", "unsub_ack", "publish", "pub_ack", "event", "ping", "pong", "error", "list_request", "list_reply", "dropped", "goodbye")
+    __slots__ = ("hello", "welcome", "subscribe", "sub_ack", "unsubscribe", "unsub_ack", "publish", "pub_ack", "event", "ping", "pong", "error", "list_request", "list_reply", "dropped", "goodbye", "kick", "kick_reply")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
@@ -335,6 +361,8 @@ class Frame(_message.Message):
     LIST_REPLY_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     GOODBYE_FIELD_NUMBER: _ClassVar[int]
+    KICK_FIELD_NUMBER: _ClassVar[int]
+    KICK_REPLY_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     welcome: Welcome
     subscribe: Subscribe
@@ -351,7 +379,9 @@ class Frame(_message.Message):
     list_reply: ListReply
     dropped: Dropped
     goodbye: Goodbye
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., subscribe: _Optional[_Union[Subscribe, _Mapping]] = ..., sub_ack: _Optional[_Union[SubAck, _Mapping]] = ..., unsubscribe: _Optional[_Union[Unsubscribe, _Mapping]] = ..., unsub_ack: _Optional[_Union[UnsubAck, _Mapping]] = ..., publish: _Optional[_Union[Publish, _Mapping]] = ..., pub_ack: _Optional[_Union[PubAck, _Mapping]] = ..., event: _Optional[_Union[EventEnvelope, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., list_request: _Optional[_Union[ListRequest, _Mapping]] = ..., list_reply: _Optional[_Union[ListReply, _Mapping]] = ..., dropped: _Optional[_Union[Dropped, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
+    kick: Kick
+    kick_reply: KickReply
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., subscribe: _Optional[_Union[Subscribe, _Mapping]] = ..., sub_ack: _Optional[_Union[SubAck, _Mapping]] = ..., unsubscribe: _Optional[_Union[Unsubscribe, _Mapping]] = ..., unsub_ack: _Optional[_Union[UnsubAck, _Mapping]] = ..., publish: _Optional[_Union[Publish, _Mapping]] = ..., pub_ack: _Optional[_Union[PubAck, _Mapping]] = ..., event: _Optional[_Union[EventEnvelope, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., list_request: _Optional[_Union[ListRequest, _Mapping]] = ..., list_reply: _Optional[_Union[ListReply, _Mapping]] = ..., dropped: _Optional[_Union[Dropped, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., kick: _Optional[_Union[Kick, _Mapping]] = ..., kick_reply: _Optional[_Union[KickReply, _Mapping]] = ...) -> None: ...
 
 class ClientPresence(_message.Message):
     __slots__ = ("identity", "reason", "subscriptions", "dropped")
