@@ -90,9 +90,15 @@ class Routes:
         numbered = False
         for sub in self._trie.match(topic):
             assert isinstance(sub, Subscription)
-            numbered = numbered or not sub.group
-            if sub._full():
+            if not sub.group:
+                numbered = True
+            # Subscription._full and _push, inline: this runs once per event and match.
+            queue = sub._queue
+            if len(queue) >= sub.max_pending and not sub._ended:
                 full = [sub] if full is None else [*full, sub]
-            else:
-                sub._push(envelope)
+                continue
+            queue.append(envelope)
+            waiter = sub._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         return full, numbered

@@ -87,6 +87,9 @@ class GapTracker:
         key = (instance_id, topic)
         seen = self._last_seen
         last = seen.pop(key, None)  # re-inserted below: the dict stays in order of use
+        if last is not None and sequence == last + 1:  # the common case: the next one
+            seen[key] = sequence
+            return
         if last is None:
             if len(seen) >= MAX_TRACKED_STREAMS:
                 del seen[next(iter(seen))]
