@@ -461,8 +461,10 @@ async def test_back_pressure_over_unix_socket(sock_path: str, accepted: Accepted
         server_side = await accepted.next()
         client.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         await client.drain()  # nothing buffered: returns at once
+        assert not client.drain_needed()
         client.write(bytes(size))
         assert client.write_buffer_size() > 256 * 1024
+        assert client.drain_needed()
         draining = asyncio.ensure_future(client.drain())
         await spin()
         # the server side stopped taking bytes at its read limit, so the writer stays full
@@ -492,6 +494,7 @@ async def test_drain_raises_when_the_peer_goes_away(sock_path: str, accepted: Ac
         with pytest.raises(ConnectionLost):
             await draining
         await client.wait_closed()
+        assert client.drain_needed()  # closed: drain() would raise
 
 
 async def test_pause_and_resume_reading(sock_path: str, accepted: Accepted) -> None:

@@ -242,6 +242,8 @@ class Client(Lifecycle):
             return None
         link = self._link
         link.send(data)  # written with whatever else this loop turn sends
+        if not link.drain_needed():  # no coroutine to await unless it could wait or raise
+            return None
         try:
             await link.drain()
         except ConnectionLost as exc:

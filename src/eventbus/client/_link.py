@@ -97,6 +97,10 @@ class Link:
             self._out = []
             self._out_bytes = 0
 
+    def drain_needed(self) -> bool:
+        """Whether :meth:`drain` could wait or raise; a publisher skips it otherwise."""
+        return self._out_bytes >= _WRITE_AT or self.conn.drain_needed()
+
     async def drain(self) -> None:
         """Wait only while the transport is over its high watermark."""
         if self._out_bytes >= _WRITE_AT:

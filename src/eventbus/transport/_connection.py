@@ -153,6 +153,11 @@ class Connection(abc.ABC):
         if the connection is (or becomes) closed.
         """
 
+    def drain_needed(self) -> bool:
+        """Whether :meth:`drain` could wait or raise (over the high watermark, or closed):
+        when False, a writer may skip awaiting it. Transports that cannot tell say True."""
+        return True
+
     @abc.abstractmethod
     def set_write_buffer_limits(self, high: int, low: int | None = None) -> None:
         """Set the write buffer's high and low watermarks (``low`` defaults to ``high // 4``)."""

@@ -216,6 +216,9 @@ class StreamConnection(asyncio.Protocol, Connection):
         transport = self._transport
         return 0 if transport is None else transport.get_write_buffer_size()
 
+    def drain_needed(self) -> bool:
+        return self._write_paused or self._closed.done()
+
     async def drain(self) -> None:
         if self._closed.done():
             raise self._lost_error()
