@@ -589,3 +589,16 @@ def test_protocol_reexports_the_selected_encoders() -> None:
     assert protocol.encode_event is _backend.encode_event
     assert protocol.encode_publish is _backend.encode_publish
     assert protocol.encode_pub_ack is _backend.encode_pub_ack
+
+
+def test_topics_decoded_again_are_equal_whatever_was_decoded_between(core: SimpleNamespace) -> None:
+    # The compiled twin keeps recent ASCII topics to hand out the same str again: 600
+    # topics overfill its 256 slots, and a non-ASCII one or one that differs in its last
+    # byte must never be taken for another.
+    topics = [f"events.t{n}" for n in range(600)] + ["events.é", "events.e", "events.t1x"]
+    for _ in range(2):
+        for topic in topics:
+            body = core.encode.encode_publish(topic, b"")[4:]
+            assert core.wire.decode_publish(body).topic == topic
+            event = core.encode.encode_event(topic, b"", 1, b"")[4:]
+            assert core.wire.decode_event(event).topic == topic

@@ -10,7 +10,10 @@ frame first and write it into one ``bytes`` object.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcmp
 
 from google.protobuf.message import DecodeError
 
@@ -251,6 +254,39 @@ cdef str _text(const unsigned char* p, Field* f, Py_ssize_t size, str what, str 
         ) from None
 
 
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    void* PyUnicode_DATA(object text)
+
+# The last ASCII topic decoded into each of 256 slots (by a hash of its bytes): a stream's
+# events then share one str, whose hash the rights, trie and route caches compute once.
+cdef list _TOPICS = [None] * 256
+
+
+cdef str _topic(const unsigned char* p, Field* f, Py_ssize_t size, str what):
+    cdef const unsigned char* raw = p + f.start
+    cdef Py_ssize_t n = f.end - f.start
+    cdef uint32_t h = 2166136261u
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ raw[i]) * 16777619u
+    cdef Py_ssize_t slot = (h ^ (h >> 8)) & 255
+    cdef object cached = <object>PyList_GET_ITEM(_TOPICS, slot)
+    if (
+        cached is not None
+        and PyUnicode_GET_LENGTH(cached) == n
+        and memcmp(PyUnicode_DATA(cached), raw, n) == 0
+    ):
+        return <str>cached
+    cdef str text = _text(p, f, size, what, "topic")
+    if PyUnicode_IS_COMPACT_ASCII(text):
+        Py_INCREF(text)
+        Py_DECREF(cached)
+        PyList_SET_ITEM(_TOPICS, slot, text)
+    return text
+
+
 cdef inline bytes _slice(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):
     return PyBytes_FromStringAndSize(<const char*>p + start, end - start)
 
@@ -364,7 +400,7 @@ def decode_publish(body):
                 raise _error(what, size, &f)
             if f.wire == 2:
                 if f.number == 2:
-                    view.topic = _text(p, &f, size, what, "topic")
+                    view.topic = _topic(p, &f, size, what)
                 elif f.number == 3:
                     payload_start = f.start
                     payload_end = f.end
@@ -480,7 +516,7 @@ def decode_event(body):
                 raise _error(what, size, &f)
             if f.wire == 2:
                 if f.number == 1:
-                    view.topic = _text(p, &f, size, what, "topic")
+                    view.topic = _topic(p, &f, size, what)
                 elif f.number == 2:
                     payload_start = f.start
                     payload_end = f.end
