@@ -8,8 +8,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py src/eventbus/_fa
 
 install: $(STAMP)
 
+# pip -q is silent for about a minute on a first install: say what is happening.
 $(STAMP):
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if test -x $(PY); then \
+	    echo "make: reinstalling eventbus[dev] into $(VENV) (build inputs changed)"; \
+	else \
+	    echo "make: creating $(VENV) and installing eventbus[dev] (first run, ~1 min)..."; \
+	    $(PYTHON) -m venv $(VENV); \
+	fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
