@@ -12,6 +12,7 @@ import struct
 from collections.abc import AsyncIterator
 
 import pytest
+from _streams import open_raw
 
 import eventbus
 from eventbus import Broker, BrokerConfig, topics
@@ -38,7 +39,7 @@ class Raw:
 
     @classmethod
     async def open(cls, address: str) -> Raw:
-        reader, writer = await asyncio.open_unix_connection(address)
+        reader, writer = await open_raw(address)
         return cls(reader, writer)
 
     def send(self, frame: frames_pb2.Frame) -> None:
