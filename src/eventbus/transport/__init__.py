@@ -17,6 +17,7 @@ from ._connection import (
     Connection,
     PeerCredentials,
     Receiver,
+    sid_problem,
 )
 from ._memory import memory_pair as _memory_pair
 from ._server import Server
@@ -38,6 +39,7 @@ __all__ = [
     "local_credentials",
     "memory_pair",
     "serve",
+    "sid_problem",
 ]
 
 
