@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -26,8 +25,6 @@ from ._server import Handler, Server
 from ._stream import StreamConnection
 
 __all__ = ["PipeServer", "connect", "local_credentials", "serve"]
-
-logger = logging.getLogger("eventbus.transport")
 
 _PIPE_PREFIX = "\\\\.\\pipe\\"
 _MAX_PIPE_NAME = 256  # characters, prefix included (CreateNamedPipe's documented limit)
@@ -362,7 +359,6 @@ class _PipeSecurity:
         self._attributes = SecurityAttributes(
             ctypes.sizeof(SecurityAttributes), ctypes.addressof(self._descriptor), False
         )
-        self.sddl = sddl
         #: the SECURITY_ATTRIBUTES pointer CreateNamedPipe takes
         self.address: int = ctypes.addressof(self._attributes)
 
