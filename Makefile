@@ -40,6 +40,8 @@ test-fallback: install
 WINE_PYTHON ?= ../shared/tools/wine-python
 WINE_PYVER ?= 3.11
 test-windows: install
+	@test -x $(WINE_PYTHON) || { echo "make: $(WINE_PYTHON) not found (the project's shared" \
+	    "tools, next to this checkout); set WINE_PYTHON=/path/to/wine-python" >&2; exit 2; }
 	@echo "make: Windows CPython $(WINE_PYVER) under Wine ($(WINE_PYTHON)), pure-Python core"
 	$(WINE_PYTHON) setup $(WINE_PYVER)
 	$(PY) tools/requirements.py test > $(VENV)/windows-requirements.txt
