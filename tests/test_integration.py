@@ -355,6 +355,10 @@ async def test_confirmed_publish_counts_subscriber_connections(
         assert await agent.publish(topics.COLLECTOR_CONFIG, b"", confirm=True) == 1
         # Not confirmed: no count.
         assert await agent.publish(topics.TASK_PROCESS, task("quiet", "process")) is None
+        # The broker serves a connection's frames in order: once this confirmed publish (to
+        # nobody) is answered, "quiet" has been queued to every subscriber, whatever the load.
+        barrier = task("barrier", "network")
+        assert await agent.publish(topics.TASK_NETWORK, barrier, confirm=True) == 0
 
         reports = [await proc.astop() for proc in procmonds]
         for report in reports:
