@@ -415,6 +415,10 @@ def test_example_file_reproduces_the_default_policy() -> None:
         assert got.admin == want.admin, name
 
 
+# An absolute path on this platform (since 3.13, "/usr/..." is not one on Windows).
+EXE = r"C:\daemoneye\procmond.exe" if sys.platform == "win32" else "/usr/libexec/daemoneye/procmond"
+
+
 def test_policy_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
     path.write_text(
@@ -425,7 +429,7 @@ publish = ["control.health.heartbeat"]
 [principals.procmond]
 uid = [1000, 1001]
 gid = 50
-executable = "/usr/libexec/daemoneye/procmond"
+executable = '@EXE@'
 roles = ["reporter"]
 publish = ["events.process.#", "control.health.heartbeat"]
 subscribe = ["control.collector.task.process"]
@@ -437,7 +441,7 @@ watcher = { any_user = true, subscribe = ["events.#"] }
 unit = "daemoneye-netmond.service"
 cgroup = ["/system.slice/daemoneye-netmond.service", "/system.slice/daemoneye.slice"]
 publish = ["events.network.#"]
-""",
+""".replace("@EXE@", EXE),
         encoding="utf-8",
     )
     policy = Policy.load(path)
@@ -453,7 +457,7 @@ publish = ["events.network.#"]
     assert procmond.binding == Binding(
         uids=frozenset({1000, 1001}),
         gids=frozenset({50}),
-        executables=frozenset({"/usr/libexec/daemoneye/procmond"}),
+        executables=frozenset({EXE}),
     )
     assert procmond.publish == ("events.process.#", "control.health.heartbeat")
     assert procmond.subscribe == ("control.collector.task.process",)
