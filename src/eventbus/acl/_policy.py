@@ -8,8 +8,8 @@ every denial names the principal, the input and the rule set, so an operator can
 policy said no and why.
 
 A policy comes from :func:`default_policy` (the hierarchy of DESIGN §3, every principal bound
-to the broker's own uid, or user SID on Windows) or from a TOML file (:meth:`Policy.load`, read by
-``eventbus.acl._policy_file``).
+to the broker's own uid, or its user SID on Windows) or from a TOML file (:meth:`Policy.load`,
+read by ``eventbus.acl._policy_file``).
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ class Binding:
             if not held_sids:
                 return "the peer's SIDs are unknown and the binding requires one"
             if held_sids.isdisjoint(self.sids):
-                return f"user SID {creds.sid} and its groups' SIDs not in {_listing(self.sids)}"
+                who = creds.sid or "unknown"
+                return f"user SID {who} and its groups' SIDs not in {_listing(self.sids)}"
         return self._placement_refusal(creds)
 
     def _placement_refusal(self, creds: Credentials) -> str | None:
