@@ -1,4 +1,4 @@
-"""Test doubles shared by the transport tests of every platform (PYTEST_DONT_REWRITE)."""
+"""Test doubles and raw streams shared by the tests of every platform (PYTEST_DONT_REWRITE)."""
 
 from __future__ import annotations
 
