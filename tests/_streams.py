@@ -1,9 +1,12 @@
-"""Test doubles shared by the transport tests of every platform (PYTEST_DONT_REWRITE)."""
+"""Test doubles and raw streams shared by the tests of every platform (PYTEST_DONT_REWRITE)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -61,3 +64,47 @@ async def read_line(connection: Connection) -> bytes:
         assert data, f"EOF before the end of the line {line!r}"
         line += data
     return line
+
+
+async def open_raw(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain asyncio stream to the broker at ``address`` (a Unix socket, or a named pipe on
+    Windows), bypassing eventbus's transport, for peers that misbehave on purpose."""
+    if sys.platform == "win32":
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, asyncio.ProactorEventLoop), type(loop).__name__
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await loop.create_pipe_connection(lambda: protocol, address)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+    return await asyncio.open_unix_connection(address)
+
+
+@contextlib.asynccontextmanager
+async def raw_server(
+    callback: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    address: str,
+) -> AsyncIterator[None]:
+    """A plain asyncio stream server on ``address`` (a Unix socket in a directory made for
+    it, or a named pipe on Windows) for the length of the ``async with``."""
+    loop = asyncio.get_running_loop()
+    if sys.platform == "win32":
+        assert isinstance(loop, asyncio.ProactorEventLoop), type(loop).__name__
+
+        def factory() -> asyncio.StreamReaderProtocol:
+            reader = asyncio.StreamReader(loop=loop)
+            return asyncio.StreamReaderProtocol(reader, callback, loop=loop)
+
+        pipes = await loop.start_serving_pipe(factory, address)
+        try:
+            yield
+        finally:
+            for pipe in pipes:
+                pipe.close()
+        return
+    os.makedirs(os.path.dirname(address), mode=0o700, exist_ok=True)
+    server = await asyncio.start_unix_server(callback, address)
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()

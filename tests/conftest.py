@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -87,7 +89,11 @@ def both_cores() -> list[SimpleNamespace]:
 
 @pytest.fixture
 def address() -> Iterator[str]:
-    """A socket path in a fresh private directory, removed with everything in it."""
+    """A socket path in a fresh private directory, removed with everything in it; on
+    Windows a named pipe name of its own (the pipe goes when its server closes)."""
+    if sys.platform == "win32":
+        yield rf"\\.\pipe\eventbus-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        return
     directory = tempfile.mkdtemp(prefix="eb-", dir="/tmp" if os.path.isdir("/tmp") else None)
     try:
         yield os.path.join(directory, "bus", "eventbus.sock")

@@ -13,6 +13,7 @@ import struct
 import time
 
 import pytest
+from _streams import open_raw, raw_server
 from _wait import until
 
 import eventbus
@@ -44,7 +45,7 @@ class Raw:
 
     @classmethod
     async def open(cls, address: str) -> Raw:
-        return cls(*await asyncio.open_unix_connection(address))
+        return cls(*await open_raw(address))
 
     async def recv(self) -> frames_pb2.Frame | None:
         """The next frame, or None once the broker has closed the connection."""
@@ -369,7 +370,6 @@ async def test_group_members_see_gaps_by_design_and_count_no_loss(address: str) 
 
 async def test_close_returns_when_the_broker_stops_reading(address: str) -> None:
     """A peer that answers Hello and then never reads again cannot make close() wait."""
-    os.makedirs(os.path.dirname(address), mode=0o700)
     welcome = encode_frame(
         Frame(
             welcome=frames_pb2.Welcome(
@@ -393,20 +393,20 @@ async def test_close_returns_when_the_broker_stops_reading(address: str) -> None
         transport.pause_reading()
         peers.append(writer)
 
-    server = await asyncio.start_unix_server(answer_then_stop_reading, address)
-    try:
-        client = await eventbus.connect(address, principal="agent", timeout=0.5, reconnect=False)
-        flood = asyncio.create_task(client.publish("events.process.batch", b"f" * (4 << 20)))
-        await until(lambda: client._link.conn.write_buffer_size() > 0, "the write backlog")
-        await asyncio.wait_for(client.close(), DEADLINE)
-        flood.cancel()
-        with contextlib.suppress(asyncio.CancelledError, eventbus.EventBusError):
-            await flood
-    finally:
-        for writer in peers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    async with raw_server(answer_then_stop_reading, address):
+        try:
+            client = await eventbus.connect(
+                address, principal="agent", timeout=0.5, reconnect=False
+            )
+            flood = asyncio.create_task(client.publish("events.process.batch", b"f" * (4 << 20)))
+            await until(lambda: client._link.conn.write_buffer_size() > 0, "the write backlog")
+            await asyncio.wait_for(client.close(), DEADLINE)
+            flood.cancel()
+            with contextlib.suppress(asyncio.CancelledError, eventbus.EventBusError):
+                await flood
+        finally:
+            for writer in peers:
+                writer.close()
 
 
 async def test_a_stopped_reader_is_cut_off_by_its_heartbeat_while_the_budget_pauses(

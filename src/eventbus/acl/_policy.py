@@ -8,19 +8,21 @@ every denial names the principal, the input and the rule set, so an operator can
 policy said no and why.
 
 A policy comes from :func:`default_policy` (the hierarchy of DESIGN §3, every principal bound
-to the broker's own uid) or from a TOML file (:meth:`Policy.load`, read by
-``eventbus.acl._policy_file``).
+to the broker's own uid, or its user SID on Windows) or from a TOML file (:meth:`Policy.load`,
+read by ``eventbus.acl._policy_file``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from .._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS
-from ..errors import PermissionDenied
+from ..errors import EventBusError, PermissionDenied
+from ..transport import local_credentials, sid_problem
 from ._grant import Grant
 
 __all__ = [
@@ -64,6 +66,12 @@ class Credentials(Protocol):
 
     @property
     def unit(self) -> str | None: ...
+
+    @property
+    def sid(self) -> str | None: ...
+
+    @property
+    def group_sids(self) -> frozenset[str]: ...
 
 
 def _same_file_key(path: str) -> str:
@@ -114,8 +122,10 @@ class Binding:
     :func:`os.path.realpath` of both. ``units`` are systemd unit names (``*.service``,
     ``*.scope``), compared exactly with the peer's unit. ``cgroups`` are cgroup v2 paths; the
     peer's cgroup satisfies one when it is that path or lies below it (``/a/b`` is below
-    ``/a``, ``/ab`` is not). ``Binding()`` admits anyone: a policy file has to say
-    ``any_user = true`` to get it, so it never happens by omission.
+    ``/a``, ``/ab`` is not). ``sids`` are Windows SIDs in string form (``S-1-5-21-...``),
+    satisfied by the peer token's user SID or any of its enabled group SIDs.
+    ``Binding()`` admits anyone: a policy file has to say ``any_user = true`` to get it, so
+    it never happens by omission.
     """
 
     uids: frozenset[int] | None = None
@@ -123,9 +133,10 @@ class Binding:
     executables: frozenset[str] | None = None
     units: frozenset[str] | None = None
     cgroups: frozenset[str] | None = None
+    sids: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("uids", "gids", "executables", "units", "cgroups"):
+        for name in ("uids", "gids", "executables", "units", "cgroups", "sids"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, frozenset):
                 object.__setattr__(self, name, frozenset(value))
@@ -134,6 +145,7 @@ class Binding:
                 raise ValueError(f"executable binding {path!r} is not an absolute path")
         problems = [unit_problem(unit) for unit in self.units or ()]
         problems += [cgroup_problem(path) for path in self.cgroups or ()]
+        problems += [sid_problem(sid) for sid in self.sids or ()]
         for problem in problems:
             if problem is not None:
                 raise ValueError(f"binding: {problem}")
@@ -143,7 +155,14 @@ class Binding:
         """Whether this binding admits every peer."""
         return all(
             value is None
-            for value in (self.uids, self.gids, self.executables, self.units, self.cgroups)
+            for value in (
+                self.uids,
+                self.gids,
+                self.executables,
+                self.units,
+                self.cgroups,
+                self.sids,
+            )
         )
 
     def admits(self, creds: Credentials) -> bool:
@@ -174,6 +193,15 @@ class Binding:
                     f"executable {creds.exe!r} (resolved {actual!r}) not allowed: "
                     f"{_listing(repr(path) for path in self.executables)}"
                 )
+        if self.sids is not None:
+            held_sids = set(creds.group_sids)
+            if creds.sid is not None:
+                held_sids.add(creds.sid)
+            if not held_sids:
+                return "the peer's SIDs are unknown and the binding requires one"
+            if held_sids.isdisjoint(self.sids):
+                who = creds.sid or "unknown"
+                return f"user SID {who} and its groups' SIDs not in {_listing(self.sids)}"
         return self._placement_refusal(creds)
 
     def _placement_refusal(self, creds: Credentials) -> str | None:
@@ -206,6 +234,8 @@ class Binding:
             parts.append(f"unit {_listing(repr(unit) for unit in self.units)}")
         if self.cgroups is not None:
             parts.append(f"cgroup {_listing(repr(path) for path in self.cgroups)}")
+        if self.sids is not None:
+            parts.append(f"sid {_listing(self.sids)}")
         return ", ".join(parts) or "any user"
 
 
@@ -355,7 +385,7 @@ def _collector_subscribe(kind: str) -> tuple[str, ...]:
     )
 
 
-def default_policy(uid: int | None = None) -> Policy:
+def default_policy(uid: int | None = None, *, sid: str | None = None) -> Policy:
     """The embedded default policy: ``agent`` and the four collectors of DESIGN §3.
 
     ``agent`` publishes ``control.#``, subscribes ``events.#``, ``control.health.#`` and
@@ -365,13 +395,24 @@ def default_policy(uid: int | None = None) -> Policy:
     ``control.collector.lifecycle``, ``control.collector.config``,
     ``control.collector.task.K`` and ``control.health.diagnostics``.
 
-    Every principal is bound to ``uid``, by default the broker's own (:func:`os.getuid`).
-    On Windows there is no uid: the principals are bound to nothing, which is safe only
-    because the transport creates the named pipe reachable by the broker's own user alone.
+    Every principal is bound to ``uid`` and/or ``sid`` as given; with neither, to the
+    broker's own uid (:func:`os.getuid`), or on Windows, which has no uids, to the user
+    SID of the broker's own token (`EventBusError` if that cannot be read).
     """
-    if uid is None and hasattr(os, "getuid"):
-        uid = os.getuid()
-    binding = Binding() if uid is None else Binding(uids=frozenset({uid}))
+    if uid is None and sid is None:
+        if sys.platform == "win32":
+            sid = local_credentials().sid
+            if sid is None:
+                raise EventBusError(
+                    "the default policy binds every principal to this process's user SID, "
+                    "which cannot be read"
+                )
+        else:
+            uid = os.getuid()
+    binding = Binding(
+        uids=None if uid is None else frozenset({uid}),
+        sids=None if sid is None else frozenset({sid}),
+    )
     rules = [PrincipalRule("agent", binding, _AGENT_PUBLISH, _AGENT_SUBSCRIBE, admin=True)]
     rules.extend(
         PrincipalRule(principal, binding, _collector_publish(kind), _collector_subscribe(kind))

@@ -19,6 +19,7 @@ from typing import Any
 
 from .._backend import validate_filter
 from ..errors import InvalidTopic, PolicyError
+from ..transport import sid_problem
 from ._grant import is_reserved
 from ._policy import Binding, Policy, PrincipalRule, cgroup_problem, unit_problem
 
@@ -58,6 +59,7 @@ _PRINCIPAL_KEYS = _ROLE_KEYS | {
     "executable",
     "unit",
     "cgroup",
+    "sid",
     "any_user",
     "roles",
 }
@@ -336,18 +338,19 @@ class _PolicyLoader:
         cgroups = self._names(
             (*path, "cgroup"), body.get("cgroup"), f"{what} cgroup", cgroup_problem
         )
-        binding = Binding(uids, gids, executables, units, cgroups)
+        sids = self._names((*path, "sid"), body.get("sid"), f"{what} sid", sid_problem)
+        binding = Binding(uids, gids, executables, units, cgroups, sids)
         if any_user and not binding.unrestricted:
             raise self._error(
                 (*path, "any_user"),
-                f"{what}: any_user = true contradicts its uid/gid/executable/unit/cgroup "
+                f"{what}: any_user = true contradicts its uid/gid/executable/unit/cgroup/sid "
                 "binding; remove one",
             )
         if not any_user and binding.unrestricted:
             raise self._error(
                 path,
-                f"{what} has no binding: give uid, gid, executable, unit or cgroup, or set "
-                "any_user = true to let any local user act as it",
+                f"{what} has no binding: give uid, gid, executable, unit, cgroup or sid, or "
+                "set any_user = true to let any local user act as it",
             )
         return binding
 
@@ -409,18 +412,24 @@ class _PolicyLoader:
 
 
 def _user_id(name: str) -> int:
-    if sys.platform == "win32":
-        raise LookupError(f"user name {name!r} cannot be resolved on Windows; use a number")
-    try:
-        return pwd.getpwnam(name).pw_uid
-    except (KeyError, ValueError):  # ValueError: a name with a NUL byte
-        raise LookupError(f"unknown user {name!r}") from None
+    if sys.platform != "win32":
+        try:
+            return pwd.getpwnam(name).pw_uid
+        except (KeyError, ValueError):  # ValueError: a name with a NUL byte
+            raise LookupError(f"unknown user {name!r}") from None
+    raise LookupError(
+        f"user name {name!r} cannot be resolved on Windows, where peers have no uid; bind "
+        'the account\'s SID instead (sid = "S-1-5-21-...")'
+    )
 
 
 def _group_id(name: str) -> int:
-    if sys.platform == "win32":
-        raise LookupError(f"group name {name!r} cannot be resolved on Windows; use a number")
-    try:
-        return grp.getgrnam(name).gr_gid
-    except (KeyError, ValueError):  # ValueError: a name with a NUL byte
-        raise LookupError(f"unknown group {name!r}") from None
+    if sys.platform != "win32":
+        try:
+            return grp.getgrnam(name).gr_gid
+        except (KeyError, ValueError):  # ValueError: a name with a NUL byte
+            raise LookupError(f"unknown group {name!r}") from None
+    raise LookupError(
+        f"group name {name!r} cannot be resolved on Windows, where peers have no gid; bind "
+        'the group\'s SID instead (sid = "S-1-5-32-545")'
+    )

@@ -19,6 +19,7 @@ from ._connection import (
     Connection,
     PeerCredentials,
     Receiver,
+    sid_problem,
 )
 from ._memory import memory_pair as _memory_pair
 from ._server import Handler, Server
@@ -46,6 +47,7 @@ __all__ = [
     "memory_pair",
     "serve",
     "serve_inherited",
+    "sid_problem",
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ __all__ = [
     "PeerLookup",
     "PeerProcess",
     "Receiver",
+    "sid_problem",
 ]
 
 #: Unread received bytes above which a connection stops reading from the OS.
@@ -41,6 +43,8 @@ class PeerCredentials:
             (``/proc/<pid>/exe`` on Linux, the process image name on Windows).
         groups: the peer's supplementary group ids, where cheaply known.
         sid: the account SID of the peer process's token, as a string (Windows only).
+        group_sids: the group SIDs the peer's token holds enabled for access (deny-only
+            groups left out), as strings (Windows only).
         cgroup: the peer's cgroup v2 path, as ``/proc/<pid>/cgroup`` shows it to this
             process (Linux only).
         unit: the systemd unit (``*.service`` or ``*.scope``) the peer's cgroup belongs
@@ -55,10 +59,25 @@ class PeerCredentials:
     sid: str | None = None
     cgroup: str | None = None
     unit: str | None = None
+    group_sids: frozenset[str] = frozenset()
 
 
 #: The credentials of a peer the OS would not describe.
 UNKNOWN_PEER = PeerCredentials(pid=None, uid=None, gid=None)
+
+# The string form ConvertSidToStringSidW gives: revision 1, a 48-bit authority (hex past
+# 32 bits), then 1 to 15 32-bit sub-authorities.
+_SID = re.compile(r"S-1-(?:[0-9]{1,10}|0x[0-9A-F]{12})(?:-[0-9]{1,10}){1,15}")
+
+
+def sid_problem(sid: str) -> str | None:
+    """Why ``sid`` is not a Windows SID in its string form (``S-1-5-21-...``), or None.
+
+    Strict, because a SID is spliced into a security descriptor's SDDL text.
+    """
+    if _SID.fullmatch(sid) is None or any(int(part) > 0xFFFFFFFF for part in sid.split("-")[3:]):
+        return f"{sid!r} is not a SID like 'S-1-5-21-1004336348-1177238915-682003330-512'"
+    return None
 
 
 class PeerProcess(abc.ABC):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from ..errors import AddressInUse, ConnectionLost, EventBusError, InvalidAddress
@@ -20,13 +20,12 @@ from ._connection import (
     UNKNOWN_PEER,
     Connection,
     PeerCredentials,
+    sid_problem,
 )
 from ._server import Handler, Server
 from ._stream import StreamConnection
 
 __all__ = ["PipeServer", "connect", "local_credentials", "serve"]
-
-logger = logging.getLogger("eventbus.transport")
 
 _PIPE_PREFIX = "\\\\.\\pipe\\"
 _MAX_PIPE_NAME = 256  # characters, prefix included (CreateNamedPipe's documented limit)
@@ -37,6 +36,11 @@ _ERROR_PIPE_BUSY = 231
 _PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 _TOKEN_QUERY = 0x0008
 _TOKEN_USER_CLASS = 1  # TOKEN_INFORMATION_CLASS.TokenUser
+_TOKEN_GROUPS_CLASS = 2  # TOKEN_INFORMATION_CLASS.TokenGroups
+_SE_GROUP_ENABLED = 0x0004
+_SE_GROUP_USE_FOR_DENY_ONLY = 0x0010
+_PIPE_REJECT_REMOTE_CLIENTS = 0x0008
+_SDDL_REVISION_1 = 1
 
 
 # -- credentials --------------------------------------------------------------------------
@@ -44,12 +48,14 @@ _TOKEN_USER_CLASS = 1  # TOKEN_INFORMATION_CLASS.TokenUser
 
 def local_credentials() -> PeerCredentials:
     """Return this process's own credentials, in the form a peer would see them."""
+    sid, group_sids = _own_identity()
     return PeerCredentials(
         pid=os.getpid(),
         uid=None,
         gid=None,
         exe=os.path.realpath(sys.executable) if sys.executable else None,
-        sid=_own_sid(),
+        sid=sid,
+        group_sids=group_sids,
     )
 
 
@@ -75,8 +81,8 @@ def _pipe_peer(transport: asyncio.BaseTransport, *, client: bool) -> PeerCredent
     pid = _pipe_peer_pid(handle, client=client)
     if pid is None:
         return UNKNOWN_PEER
-    exe, sid = _process_identity(pid)
-    return PeerCredentials(pid=pid, uid=None, gid=None, exe=exe, sid=sid)
+    exe, sid, group_sids = _process_identity(pid)
+    return PeerCredentials(pid=pid, uid=None, gid=None, exe=exe, sid=sid, group_sids=group_sids)
 
 
 @functools.cache
@@ -118,6 +124,12 @@ def _win32() -> Any:
             wintypes.BOOL,
             [ctypes.c_void_p, ctypes.POINTER(wintypes.LPWSTR)],
         ),
+        (
+            advapi32,
+            "ConvertStringSecurityDescriptorToSecurityDescriptorW",
+            wintypes.BOOL,
+            [wintypes.LPCWSTR, wintypes.DWORD, ctypes.POINTER(ctypes.c_void_p), ulong_p],
+        ),
     ]
     for dll, name, restype, argtypes in signatures:
         function = getattr(dll, name)
@@ -141,27 +153,28 @@ def _pipe_peer_pid(handle: int, *, client: bool) -> int | None:
     return int(pid.value) if ok and pid.value else None
 
 
-def _process_identity(pid: int) -> tuple[str | None, str | None]:
-    """Return the executable path and the token's user SID of process ``pid``, if readable."""
+def _process_identity(pid: int) -> tuple[str | None, str | None, frozenset[str]]:
+    """Return the executable path, the token's user SID and its group SIDs of process
+    ``pid``, as far as they are readable."""
     if sys.platform != "win32":
-        return None, None
+        return None, None, frozenset()
     api = _win32()
     process = api.kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
     if not process:
-        return None, None
+        return None, None, frozenset()
     try:
-        return _process_image(process), _token_sid(process)
+        return (_process_image(process), *_token_identity(process))
     finally:
         api.kernel32.CloseHandle(process)
 
 
-def _own_sid() -> str | None:
+def _own_identity() -> tuple[str | None, frozenset[str]]:
     if sys.platform != "win32":
-        return None
+        return None, frozenset()
     try:
-        return _token_sid(_win32().kernel32.GetCurrentProcess())
+        return _token_identity(_win32().kernel32.GetCurrentProcess())
     except OSError:
-        return None
+        return None, frozenset()
 
 
 def _process_image(process: int) -> str | None:
@@ -177,37 +190,85 @@ def _process_image(process: int) -> str | None:
     return buffer.value or None
 
 
-def _token_sid(process: int) -> str | None:
+def effective_group_sids(groups: Iterable[tuple[str | None, int]]) -> frozenset[str]:
+    """The SIDs of a token's ``(sid, attributes)`` groups that grant access.
+
+    A group must be enabled; a deny-only one (a UAC-filtered Administrators, say) only
+    ever refuses access on Windows, so it never satisfies a binding either.
+    """
+    return frozenset(
+        sid
+        for sid, attributes in groups
+        if sid is not None
+        and attributes & _SE_GROUP_ENABLED
+        and not attributes & _SE_GROUP_USE_FOR_DENY_ONLY
+    )
+
+
+def _token_identity(process: int) -> tuple[str | None, frozenset[str]]:
+    """The user SID and the effective group SIDs of ``process``'s token."""
+    if sys.platform != "win32":
+        return None, frozenset()
+    import ctypes
+    from ctypes import wintypes
+
+    class SidAndAttributes(ctypes.Structure):
+        _fields_ = (("sid", ctypes.c_void_p), ("attributes", wintypes.DWORD))
+
+    api = _win32()
+    token = wintypes.HANDLE()
+    if not api.advapi32.OpenProcessToken(process, _TOKEN_QUERY, ctypes.byref(token)):
+        return None, frozenset()
+    try:
+        user = _token_information(token, _TOKEN_USER_CLASS)
+        # TOKEN_USER is one SID_AND_ATTRIBUTES
+        sid = None if user is None else _sid_text(SidAndAttributes.from_buffer(user).sid)
+        groups = _token_information(token, _TOKEN_GROUPS_CLASS)
+        if groups is None:
+            return sid, frozenset()
+        # TOKEN_GROUPS: a DWORD count, then the array, aligned as a pointer is
+        count = wintypes.DWORD.from_buffer(groups).value
+        offset = ctypes.alignment(SidAndAttributes)
+        entries = (SidAndAttributes * count).from_buffer(groups, offset)
+        return sid, effective_group_sids((_sid_text(g.sid), g.attributes) for g in entries)
+    finally:
+        api.kernel32.CloseHandle(token)
+
+
+def _token_information(token: Any, information_class: int) -> Any:
+    """The buffer GetTokenInformation fills for ``information_class``, or None."""
     if sys.platform != "win32":
         return None
     import ctypes
     from ctypes import wintypes
 
     api = _win32()
-    token = wintypes.HANDLE()
-    if not api.advapi32.OpenProcessToken(process, _TOKEN_QUERY, ctypes.byref(token)):
+    needed = wintypes.DWORD(0)
+    api.advapi32.GetTokenInformation(token, information_class, None, 0, ctypes.byref(needed))
+    if not needed.value:
+        return None
+    info = ctypes.create_string_buffer(needed.value)
+    if not api.advapi32.GetTokenInformation(
+        token, information_class, info, needed, ctypes.byref(needed)
+    ):
+        return None
+    return info
+
+
+def _sid_text(sid: int | None) -> str | None:
+    if sys.platform != "win32" or not sid:
+        return None
+    import ctypes
+    from ctypes import wintypes
+
+    api = _win32()
+    text = wintypes.LPWSTR()
+    if not api.advapi32.ConvertSidToStringSidW(sid, ctypes.byref(text)):
         return None
     try:
-        needed = wintypes.DWORD(0)
-        api.advapi32.GetTokenInformation(token, _TOKEN_USER_CLASS, None, 0, ctypes.byref(needed))
-        if not needed.value:
-            return None
-        info = ctypes.create_string_buffer(needed.value)
-        if not api.advapi32.GetTokenInformation(
-            token, _TOKEN_USER_CLASS, info, needed, ctypes.byref(needed)
-        ):
-            return None
-        # TOKEN_USER starts with SID_AND_ATTRIBUTES, which starts with the PSID
-        sid = ctypes.cast(info, ctypes.POINTER(ctypes.c_void_p))[0]
-        text = wintypes.LPWSTR()
-        if not api.advapi32.ConvertSidToStringSidW(sid, ctypes.byref(text)):
-            return None
-        try:
-            return text.value
-        finally:
-            api.kernel32.LocalFree(ctypes.cast(text, ctypes.c_void_p))
+        return text.value
     finally:
-        api.kernel32.CloseHandle(token)
+        api.kernel32.LocalFree(ctypes.cast(text, ctypes.c_void_p))
 
 
 # -- server and client --------------------------------------------------------------------
@@ -246,6 +307,155 @@ def _pipe_answers(address: str) -> bool:
     return True
 
 
+def pipe_sddl(user_sid: str, group_sid: str | None = None) -> str:
+    """The security descriptor (SDDL) every instance of the broker's pipe is created with.
+
+    ``user_sid``, the broker's own user, has full control; ``group_sid``, when given, may
+    read and write (connect). Nobody else is granted anything, SYSTEM and Administrators
+    included, and the DACL is protected from inheritance. Both must be string SIDs: they
+    are spliced into the SDDL text.
+    """
+    for sid in (user_sid, group_sid):
+        problem = None if sid is None else sid_problem(sid)
+        if problem is not None:
+            raise EventBusError(f"cannot restrict a named pipe to {problem}")
+    sddl = f"D:P(A;;GA;;;{user_sid})"
+    if group_sid is not None and group_sid != user_sid:
+        sddl += f"(A;;GRGW;;;{group_sid})"
+    return sddl
+
+
+class _PipeSecurity:
+    """A SECURITY_ATTRIBUTES holding the security descriptor of an SDDL string.
+
+    The descriptor is copied into memory Python owns (a self-relative descriptor holds no
+    pointers), so nothing needs freeing when the listener goes.
+    """
+
+    def __init__(self, sddl: str) -> None:
+        if sys.platform != "win32":
+            raise OSError("security descriptors are only available on Windows")
+        import ctypes
+        from ctypes import wintypes
+
+        class SecurityAttributes(ctypes.Structure):
+            _fields_ = (
+                ("length", wintypes.DWORD),
+                ("descriptor", ctypes.c_void_p),
+                ("inherit", wintypes.BOOL),
+            )
+
+        api = _win32()
+        descriptor = ctypes.c_void_p()
+        size = wintypes.ULONG(0)
+        convert = api.advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW
+        if not convert(sddl, _SDDL_REVISION_1, ctypes.byref(descriptor), ctypes.byref(size)):
+            raise ctypes.WinError(ctypes.get_last_error())
+        try:
+            self._descriptor = ctypes.create_string_buffer(
+                ctypes.string_at(descriptor, size.value), size.value
+            )
+        finally:
+            api.kernel32.LocalFree(descriptor)
+        self._attributes = SecurityAttributes(
+            ctypes.sizeof(SecurityAttributes), ctypes.addressof(self._descriptor), False
+        )
+        #: the SECURITY_ATTRIBUTES pointer CreateNamedPipe takes
+        self.address: int = ctypes.addressof(self._attributes)
+
+
+if sys.platform == "win32":
+    import _winapi
+    from asyncio import windows_events, windows_utils
+
+    class _SecureListener(windows_events.PipeServer):
+        """asyncio's pipe listener, creating every pipe instance with our security
+        descriptor and ``PIPE_REJECT_REMOTE_CLIENTS`` (asyncio's passes neither)."""
+
+        def __init__(self, address: str, security: _PipeSecurity) -> None:
+            self._security = security
+            super().__init__(address)  # creates the first instance
+
+        def _server_pipe_handle(self, first: bool) -> windows_utils.PipeHandle | None:
+            if self.closed():
+                return None
+            flags = _winapi.PIPE_ACCESS_DUPLEX | _winapi.FILE_FLAG_OVERLAPPED
+            if first:
+                flags |= _winapi.FILE_FLAG_FIRST_PIPE_INSTANCE
+            handle = _winapi.CreateNamedPipe(
+                cast(Any, self)._address,
+                flags,
+                _winapi.PIPE_TYPE_MESSAGE
+                | _winapi.PIPE_READMODE_MESSAGE
+                | _winapi.PIPE_WAIT
+                | _PIPE_REJECT_REMOTE_CLIENTS,
+                _winapi.PIPE_UNLIMITED_INSTANCES,
+                windows_utils.BUFSIZE,
+                windows_utils.BUFSIZE,
+                _winapi.NMPWAIT_WAIT_FOREVER,
+                self._security.address,
+            )
+            pipe = windows_utils.PipeHandle(handle)
+            cast(Any, self)._free_instances.add(pipe)
+            return pipe
+
+
+def _listen(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], asyncio.BaseProtocol],
+    address: str,
+    security: _PipeSecurity,
+) -> Any:
+    """``ProactorEventLoop.start_serving_pipe`` on a `_SecureListener`, which it returns.
+
+    The accept loop is asyncio's own (the same in CPython 3.10 to 3.13): asyncio gives
+    no way to choose the security of the pipe instances it creates.
+    """
+    listener: Any  # a _SecureListener, a class that exists on Windows only
+    if sys.platform == "win32":
+        listener = _SecureListener(address, security)
+    else:
+        raise OSError("named pipes are only available on Windows")
+    proactor = cast(Any, loop)._proactor
+
+    def accept(done: asyncio.Future[Any] | None = None) -> None:
+        pipe = None
+        try:
+            if done is not None:
+                pipe = done.result()
+                listener._free_instances.discard(pipe)
+                if listener.closed():  # a client connected as the listener closed
+                    pipe.close()
+                    return
+                cast(Any, loop)._make_duplex_pipe_transport(
+                    pipe, factory(), extra={"addr": address}
+                )
+            pipe = listener._get_unconnected_pipe()
+            if pipe is None:
+                return
+            done = proactor.accept_pipe(pipe)
+        except BrokenPipeError:  # the client went before it was accepted
+            if pipe is not None and pipe.fileno() != -1:
+                pipe.close()
+            loop.call_soon(accept)
+        except OSError as exc:
+            if pipe is not None and pipe.fileno() != -1:
+                loop.call_exception_handler(
+                    {"message": "Pipe accept failed", "exception": exc, "pipe": pipe}
+                )
+                pipe.close()
+            loop.call_soon(accept)
+        except asyncio.CancelledError:
+            if pipe is not None:
+                pipe.close()
+        else:
+            listener._accept_pipe_future = done
+            done.add_done_callback(accept)
+
+    loop.call_soon(accept)
+    return listener
+
+
 class PipeServer(Server):
     """A `Server` listening on a Windows named pipe."""
 
@@ -273,13 +483,19 @@ async def serve(
 ) -> Server:
     """Listen on the named pipe ``address`` and run ``handler`` for each connection.
 
-    Refuses with `AddressInUse` when a server already owns the pipe name. ``group`` has
-    no meaning for a named pipe: its default security descriptor lets this user, SYSTEM
-    and Administrators connect, and nobody else write.
+    Refuses with `AddressInUse` when a server already owns the pipe name. Every pipe
+    instance refuses remote clients (``PIPE_REJECT_REMOTE_CLIENTS``) and has a DACL
+    (`pipe_sddl`) that lets this process's user connect and nobody else, except the
+    members of ``group``, a group SID (``"S-1-5-32-545"``), when one is given.
     """
     _check_pipe_name(address)
     if read_limit <= 0:
         raise ValueError(f"read_limit must be positive, got {read_limit!r}")
+    if group is not None and (not isinstance(group, str) or sid_problem(group) is not None):
+        raise EventBusError(
+            f"cannot serve on {address!r}: on Windows the group allowed to connect is a "
+            f"group SID such as 'S-1-5-32-545', not {group!r}"
+        )
     if sys.platform != "win32":
         raise EventBusError(f"cannot serve on {address!r}: named pipes need Windows")
     loop = asyncio.get_running_loop()
@@ -288,17 +504,21 @@ async def serve(
             f"cannot serve on {address!r}: named pipes need the ProactorEventLoop "
             f"(Windows's default), not {type(loop).__name__}"
         )
-    if group is not None:
-        logger.warning("group %r ignored for the named pipe %s", group, address)
+    user_sid = _own_identity()[0]
+    if user_sid is None:
+        raise EventBusError(
+            f"cannot serve on {address!r}: this process's user SID, which the pipe's "
+            "security descriptor grants access to, cannot be read"
+        )
     if _pipe_answers(address):
         raise AddressInUse(f"another broker answers on {address!r}")
+    security = _PipeSecurity(pipe_sddl(user_sid, group))
     server = PipeServer(address, handler, read_limit)
     try:
-        # typeshed narrows the factory to StreamReaderProtocol; any Protocol works
-        pipes = await loop.start_serving_pipe(cast(Any, server._make_connection), address)
+        listener = _listen(loop, server._make_connection, address, security)
     except PermissionError as exc:  # FILE_FLAG_FIRST_PIPE_INSTANCE: the name is taken
         raise AddressInUse(f"the pipe {address!r} is already held by another process") from exc
-    server._pipes = list(pipes)
+    server._pipes = [listener]
     return server
 
 
