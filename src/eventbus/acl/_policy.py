@@ -339,6 +339,10 @@ _DEFAULT_COLLECTORS = (
 )
 _AGENT_PUBLISH = ("control.#",)
 _AGENT_SUBSCRIBE = ("events.#", "control.health.#", "$SYS.#")
+# The fleet bridge (docs/fleet.md): forwards events, health and presence up, brings control
+# down, and reports its own state (spool, overflow) under $SYS.bridge.
+_BRIDGE_PUBLISH = ("control.#", "$SYS.bridge.#")
+_BRIDGE_SUBSCRIBE = ("events.#", "control.health.#", "$SYS.client.#")
 
 
 def _collector_publish(kind: str) -> tuple[str, ...]:
@@ -362,7 +366,9 @@ def default_policy(uid: int | None = None) -> Policy:
     network, ``fsmond`` filesystem, ``perfmond`` performance) publishes ``events.K.#``,
     ``control.health.heartbeat`` and ``control.health.status``, and subscribes
     ``control.collector.lifecycle``, ``control.collector.config``,
-    ``control.collector.task.K`` and ``control.health.diagnostics``.
+    ``control.collector.task.K`` and ``control.health.diagnostics``. ``bridge`` (the fleet
+    bridge) publishes ``control.#`` and ``$SYS.bridge.#`` and subscribes ``events.#``,
+    ``control.health.#`` and ``$SYS.client.#``.
 
     Every principal is bound to ``uid``, by default the broker's own (:func:`os.getuid`).
     On Windows there is no uid: the principals are bound to nothing, which is safe only
@@ -376,4 +382,5 @@ def default_policy(uid: int | None = None) -> Policy:
         PrincipalRule(principal, binding, _collector_publish(kind), _collector_subscribe(kind))
         for principal, kind in _DEFAULT_COLLECTORS
     )
+    rules.append(PrincipalRule("bridge", binding, _BRIDGE_PUBLISH, _BRIDGE_SUBSCRIBE))
     return Policy(rules, name=DEFAULT_RULE_SET)
