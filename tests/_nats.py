@@ -71,9 +71,12 @@ class NatsCluster:
                     f"listen: 127.0.0.1:{self.client_ports[i]}\n"
                     f"http: 127.0.0.1:{self.http_ports[i]}\n"
                     f'jetstream {{ store_dir: "{store}", max_mem: 64M, max_file: 1G }}\n'
-                    f"cluster {{ name: eventbus-test, listen: 127.0.0.1:{self.cluster_ports[i]},"
-                    f" routes: [{routes}] }}\n"
                 )
+                if size > 1:  # one node alone is a plain JetStream server, not a cluster
+                    handle.write(
+                        f"cluster {{ name: eventbus-test, listen: 127.0.0.1:"
+                        f"{self.cluster_ports[i]}, routes: [{routes}] }}\n"
+                    )
             self.configs.append(config)
 
     @property
