@@ -184,9 +184,15 @@ async def received(nc: Any, subject: str, count: int, timeout: float = DEADLINE)
                 pytest.fail(f"{len(messages)} of {count} messages on {subject} arrived in time")
             try:
                 messages += await sub.fetch(min(256, count - len(messages)), timeout=1.0)
-            except nats.errors.TimeoutError:
+            except asyncio.TimeoutError:  # nats-py raises it bare as well as its own subclass
                 continue
-        info = await sub.consumer_info()
+        while True:  # a JetStream API request may time out while a node is away
+            try:
+                info = await sub.consumer_info()
+                break
+            except asyncio.TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
         assert info.num_pending == 0, f"{info.num_pending} more than {count} on {subject}"
     finally:
         await sub.unsubscribe()

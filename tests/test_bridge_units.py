@@ -154,3 +154,11 @@ async def test_metrics_endpoint_serves_the_counters() -> None:
     assert text.startswith("HTTP/1.1 200 OK")
     assert 'eventbus_bridge_overflow_total{host="web-1"} 7' in text
     assert 'eventbus_bridge_spool_pending{host="web-1"} 3' in text
+
+
+def test_the_command_refuses_a_bad_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    from eventbus.bridge.__main__ import main
+
+    assert main(["--host-id", "all"]) == 2
+    assert "host id 'all' is reserved" in capsys.readouterr().err
+    assert main(["--host-id", "h", "--nats", "http://x"]) == 2

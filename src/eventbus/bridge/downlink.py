@@ -19,7 +19,6 @@ import asyncio
 import logging
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -109,7 +108,7 @@ class Downlink:
         while True:
             try:
                 messages = await fetch(_BATCH, timeout=1.0)
-            except NatsTimeout:
+            except asyncio.TimeoutError:  # nothing to fetch (nats-py raises it bare or its own)
                 failures = 0
                 continue
             except Exception:
