@@ -68,7 +68,8 @@ async def _serve(bridge: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the bridge; the exit code: 0 after SIGINT/SIGTERM, 2 for a bad configuration,
-    1 when the local broker cannot be reached or refuses the bridge."""
+    1 when the local broker cannot be reached or refuses the bridge, or the spool
+    directory cannot be used."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{config.address or 'the default address'}? set --address or EVENTBUS_ADDRESS)",
             file=sys.stderr,
         )
+        return 1
+    except OSError as exc:  # the spool directory cannot be made, read or written
+        print(f"bridge: {exc} (spool {config.spool_path})", file=sys.stderr)
         return 1
     return 0
 

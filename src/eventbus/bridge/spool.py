@@ -121,9 +121,8 @@ class Spool:
         if self._segments:
             last = self._segments[-1]
             self._next = last.first + last.count
+        # Past every record left (their segments were lost): go on from there.
         self._next = max(self._next, self._committed)
-        if self._committed > self._next:  # pragma: no cover - the records vanished
-            self._committed = self._next
         self._read_no = self._committed
         self._drop_committed_segments()
 
