@@ -39,6 +39,7 @@ import eventbus
 from eventbus.v1 import payloads_pb2
 
 pytest_plugins = ["_procs"]
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix socket processes")
 
 nats = pytest.importorskip("nats", reason="nats-py is not installed (pip install nats-py)")
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
