@@ -162,3 +162,10 @@ def test_the_command_refuses_a_bad_configuration(capsys: pytest.CaptureFixture[s
     assert main(["--host-id", "all"]) == 2
     assert "host id 'all' is reserved" in capsys.readouterr().err
     assert main(["--host-id", "h", "--nats", "http://x"]) == 2
+
+
+def test_the_example_config_loads() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "bridge.toml"
+    config = BridgeConfig.load(str(example)).validate()
+    assert config.host_id == "web-1" and config.replicas == 3
+    assert config.up == ("events.#", "control.health.#", "$SYS.client.#")
