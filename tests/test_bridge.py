@@ -454,3 +454,44 @@ async def test_cluster_outage_spools_replays_in_order_and_survives_a_bridge_kill
     finally:
         await reports_a.close()
         await reports_b.close()
+
+
+async def test_the_bridge_carries_on_across_a_local_broker_restart(
+    fleet: Fleet, center: Any
+) -> None:
+    a = fleet.host("a")
+    bridge = a.start_bridge("--up", "events.#")
+    procmond = a.collector("procmond", "control.collector.task.process")
+    await asyncio.to_thread(bridge.wait_bound)
+    await procmond.acommand("publish 20 events.process.lifecycle", "published")
+    await received(center, f"daemoneye.{a.host_id}.events.>", 20)
+
+    sigkill(a.broker)
+    a.broker = start_broker(a.dir)
+    fleet.children.append(a.broker)
+    await procmond.acommand("reconnected 1", "reconnected")
+    agent = await eventbus.connect(a.broker.address, principal="agent")
+    try:
+
+        async def bridge_subscribed() -> bool:
+            clients = await agent.list_subscriptions(all_clients=True)
+            return any(c.identity.principal == "bridge" and c.subscriptions for c in clients)
+
+        deadline = time.monotonic() + DEADLINE
+        while not await bridge_subscribed():
+            assert time.monotonic() < deadline, "the bridge did not come back\n" + (
+                bridge.diagnostics()
+            )
+            await asyncio.sleep(0.05)
+    finally:
+        await agent.close()
+    await procmond.acommand("publish 20 events.process.lifecycle", "published")
+    messages = await received(center, f"daemoneye.{a.host_id}.events.>", 40)
+    assert list(check_streams(messages, a.host_id).values()) == [list(range(1, 41))]
+    # Control still comes down, through the new broker.
+    await center.jetstream().publish(
+        f"daemoneye.{a.host_id}.control.collector.task.process", task("after"), stream=STREAM
+    )
+    await procmond.acommand("wait-total 1", "total")
+    records = (await procmond.astop())["control.collector.task.process"]
+    assert [r["task_id"] for r in records] == ["after"]
