@@ -264,10 +264,9 @@ def parse() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    if os.environ.get("BENCH_TRACE"):
-        import faulthandler
-
-        faulthandler.dump_traceback_later(float(os.environ["BENCH_TRACE"]), exit=True)
+    # SIGTERM (a timeout, a stopped session) unwinds like an error: the cluster, the broker
+    # and the bridge are stopped and the temporary directory removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     arguments = parse()
     if arguments.role == "pub":
         run(publisher(arguments))
