@@ -61,7 +61,14 @@ def grant(policy: Policy, principal: str) -> Grant:
 
 
 def test_default_policy_principals(policy: Policy) -> None:
-    assert policy.principals() == ("agent", "procmond", "netmond", "fsmond", "perfmond")
+    assert policy.principals() == (
+        "agent",
+        "procmond",
+        "netmond",
+        "fsmond",
+        "perfmond",
+        "bridge",
+    )
     assert policy.name == DEFAULT_RULE_SET
 
 
@@ -154,6 +161,22 @@ def test_no_cross_namespace_rights(policy: Policy, principal: str, kind: str) ->
         assert collector.may_publish(f"events.{other}.x") is mine
         assert collector.may_subscribe(f"control.collector.task.{other}") is mine
         assert not collector.may_subscribe(f"events.{other}.#")
+
+
+def test_bridge_rights(policy: Policy) -> None:
+    bridge = grant(policy, "bridge")
+    assert not bridge.admin
+    assert bridge.may_publish("control.collector.task.process")
+    assert bridge.may_publish("$SYS.bridge.overflow")
+    assert not bridge.may_publish("$SYS.broker.stats")
+    assert not bridge.may_publish("events.process.lifecycle")
+    for topic_filter in ("events.#", "control.health.#", "$SYS.client.#"):
+        assert bridge.may_subscribe(topic_filter)
+    assert not bridge.may_subscribe("$SYS.#")
+    assert not bridge.may_subscribe("control.collector.task.process")
+    # Only the bridge may report under $SYS.bridge: no other default principal names it.
+    for name in ("agent", "procmond", "netmond", "fsmond", "perfmond"):
+        assert not grant(policy, name).may_publish("$SYS.bridge.stats")
 
 
 def test_reserved_topics_are_never_publishable() -> None:

@@ -16,12 +16,17 @@ from .._backend import RightsTable
 from .._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS
 from ..errors import PermissionDenied
 
-__all__ = ["Grant", "is_reserved"]
+__all__ = ["DELEGATED_PREFIX", "Grant", "is_reserved"]
+
+DELEGATED_PREFIX = "$SYS.bridge."
+"""The one ``$`` subtree the broker leaves to a client: the bridge reports its own state
+there (docs/fleet.md), and only a principal whose publish rule names it may publish."""
 
 
 def is_reserved(topic: str) -> bool:
-    """Whether ``topic`` (or a filter) starts with ``$``: such topics only the broker publishes."""
-    return topic[:1] == "$"
+    """Whether ``topic`` (or a filter) starts with ``$`` outside :data:`DELEGATED_PREFIX`:
+    such topics only the broker publishes."""
+    return topic[:1] == "$" and not topic.startswith(DELEGATED_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

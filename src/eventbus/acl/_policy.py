@@ -370,6 +370,10 @@ _DEFAULT_COLLECTORS = (
 )
 _AGENT_PUBLISH = ("control.#",)
 _AGENT_SUBSCRIBE = ("events.#", "control.health.#", "$SYS.#")
+# The fleet bridge (docs/fleet.md): forwards events, health and presence up, brings control
+# down, and reports its own state (spool, overflow) under $SYS.bridge.
+_BRIDGE_PUBLISH = ("control.#", "$SYS.bridge.#")
+_BRIDGE_SUBSCRIBE = ("events.#", "control.health.#", "$SYS.client.#")
 
 
 def _collector_publish(kind: str) -> tuple[str, ...]:
@@ -393,7 +397,9 @@ def default_policy(uid: int | None = None, *, sid: str | None = None) -> Policy:
     network, ``fsmond`` filesystem, ``perfmond`` performance) publishes ``events.K.#``,
     ``control.health.heartbeat`` and ``control.health.status``, and subscribes
     ``control.collector.lifecycle``, ``control.collector.config``,
-    ``control.collector.task.K`` and ``control.health.diagnostics``.
+    ``control.collector.task.K`` and ``control.health.diagnostics``. ``bridge`` (the fleet
+    bridge) publishes ``control.#`` and ``$SYS.bridge.#`` and subscribes ``events.#``,
+    ``control.health.#`` and ``$SYS.client.#``.
 
     Every principal is bound to ``uid`` and/or ``sid`` as given; with neither, to the
     broker's own uid (:func:`os.getuid`), or on Windows, which has no uids, to the user
@@ -418,4 +424,5 @@ def default_policy(uid: int | None = None, *, sid: str | None = None) -> Policy:
         PrincipalRule(principal, binding, _collector_publish(kind), _collector_subscribe(kind))
         for principal, kind in _DEFAULT_COLLECTORS
     )
+    rules.append(PrincipalRule("bridge", binding, _BRIDGE_PUBLISH, _BRIDGE_SUBSCRIBE))
     return Policy(rules, name=DEFAULT_RULE_SET)

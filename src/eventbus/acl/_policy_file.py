@@ -297,7 +297,7 @@ class _PolicyLoader:
                 raise self._error(
                     path,
                     f"{what}: filter {topic_filter!r} can never match: topics whose first "
-                    "level starts with '$' are reserved for the broker",
+                    "level starts with '$' are reserved for the broker (except $SYS.bridge.#)",
                 )
         return filters
 
