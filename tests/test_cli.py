@@ -380,3 +380,9 @@ def test_the_readme_collector_and_agent_run_against_a_broker(broker: BrokerProc)
 def test_the_readme_starts_with_make_demo_and_make_test() -> None:
     first = _readme_blocks("sh")[0].splitlines()
     assert [line.split()[:2] for line in first[:2]] == [["make", "demo"], ["make", "test"]]
+
+
+def test_bridge_is_a_subcommand_with_the_bridges_own_checks() -> None:
+    done = cli("bridge", "--host-id", "all")
+    assert done.returncode == 2
+    assert "host id 'all' is reserved" in done.stderr

@@ -1,6 +1,7 @@
 """``python -m eventbus.bridge``: forward this host's bus to NATS JetStream and back.
 
-``main(argv)`` is the whole command, so another front end (``eventbus bridge``) can call it.
+``main(argv)`` is the whole command; ``eventbus bridge`` registers the same arguments
+(``add_arguments``) and runs them (``run_bridge``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ import sys
 from ..errors import ConfigError, EventBusError
 from ..eventloop import run
 
-__all__ = ["main"]
+__all__ = ["add_arguments", "main", "run_bridge"]
 
 log = logging.getLogger("eventbus.bridge")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eventbus.bridge",
-        description="Bridge this host's event bus to a NATS JetStream cluster (docs/fleet.md).",
-    )
+DESCRIPTION = "Bridge this host's event bus to a NATS JetStream cluster (docs/fleet.md)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bridge's flags, on ``parser``."""
     parser.add_argument("--address", help="the local broker (default: the bus default address)")
     parser.add_argument(
         "--nats",
@@ -48,7 +49,6 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default=None)
-    return parser
 
 
 async def _serve(bridge: object) -> None:
@@ -67,10 +67,16 @@ async def _serve(bridge: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the bridge with ``argv`` (default: the process's arguments); see ``run_bridge``."""
+    parser = argparse.ArgumentParser(prog="python -m eventbus.bridge", description=DESCRIPTION)
+    add_arguments(parser)
+    return run_bridge(parser.parse_args(argv))
+
+
+def run_bridge(args: argparse.Namespace) -> int:
     """Run the bridge; the exit code: 0 after SIGINT/SIGTERM, 2 for a bad configuration,
     1 when the local broker cannot be reached or refuses the bridge, or the spool
     directory cannot be used."""
-    args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

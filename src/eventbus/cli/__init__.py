@@ -10,12 +10,12 @@ import argparse
 import sys
 
 from .. import __version__
-from . import broker, check_config, clients, kick, pub, request, stats, sub, top
+from . import bridge, broker, check_config, clients, kick, pub, request, stats, sub, top
 from ._exit import ExitCode, Failure
 
 __all__ = ["ExitCode", "Failure", "main"]
 
-_SUBCOMMANDS = (broker, pub, sub, request, clients, stats, top, kick, check_config)
+_SUBCOMMANDS = (broker, pub, sub, request, clients, stats, top, kick, check_config, bridge)
 
 
 def parser() -> argparse.ArgumentParser:
