@@ -342,12 +342,19 @@ def _stop_cleanly(proc: BrokerProc) -> None:
         proc.reap()
 
 
+def _unix_only() -> None:
+    if sys.platform == "win32":
+        pytest.skip("broker processes on Unix sockets, stopped by SIGTERM; pipes: test_windows_bus")
+
+
 @pytest.fixture
 def broker(bus_dir: str) -> Iterator[BrokerProc]:
     """A broker process on the embedded default policy.
 
-    Afterwards it gets SIGTERM and must exit 0; a test may stop it earlier itself.
+    Afterwards it gets SIGTERM and must exit 0; a test may stop it earlier itself. Skipped on
+    Windows, which cannot send SIGTERM (the bus over pipes is test_windows_bus's).
     """
+    _unix_only()
     proc = start_broker(bus_dir)
     try:
         yield proc
@@ -357,12 +364,14 @@ def broker(bus_dir: str) -> Iterator[BrokerProc]:
 
 @pytest.fixture
 def broker_with(bus_dir: str) -> Iterator[Callable[..., BrokerProc]]:
-    """Starts brokers with extra command-line options, each on its own socket.
+    """Starts brokers with extra command-line options, each on its own socket (skipped on
+    Windows, as ``broker``).
 
     ``broker_with("--config", path)``; ``broker_with(same_as=old)`` starts a new broker on
     the address of ``old`` (which must have stopped). Each one gets SIGTERM afterwards and
     must exit 0.
     """
+    _unix_only()
     started: list[BrokerProc] = []
 
     def start(*args: str, same_as: BrokerProc | None = None) -> BrokerProc:
