@@ -147,6 +147,17 @@ class Outbox:
         raise NotImplementedError
 
 
+def _hand(session: Outbox, data: bytes, reply_to: str, stream: Stream | None) -> int:
+    """1: delivered to ``session``, 0: dropped for it, -1: it is closing."""
+    if session.closed:  # being disconnected: neither delivered nor a loss
+        return -1
+    if not session.deliver(data, stream):
+        return 0
+    if reply_to:
+        session.allow_reply(reply_to)  # type: ignore[attr-defined]
+    return 1
+
+
 def fan_out(
     sessions: Sequence[Outbox],
     groups: Sequence[Any],
@@ -159,31 +170,15 @@ def fan_out(
     dropped)`` counted in connections. Closed connections count as neither. With
     ``reply_to``, each connection that gets the event may answer there once
     (``allow_reply``)."""
-    delivered = dropped = 0
+    counts = [0, 0, 0]  # by outcome: dropped, delivered, closing
     for session in sessions:
-        if session.closed:  # being disconnected: neither delivered nor a loss
-            continue
-        if session.deliver(data, stream):
-            delivered += 1
-            if reply_to:
-                session.allow_reply(reply_to)  # type: ignore[attr-defined]
-        else:
-            dropped += 1
-    if not groups:
-        return delivered, dropped
-    # A member that is also a plain subscriber, or in two matching groups, gets it once.
-    seen = set(sessions)
-    for group in groups:
-        session = group.pick()
-        if session in seen:
-            continue
-        seen.add(session)
-        if session.closed:
-            continue
-        if session.deliver(data, stream):
-            delivered += 1
-            if reply_to:
-                session.allow_reply(reply_to)
-        else:
-            dropped += 1
-    return delivered, dropped
+        counts[_hand(session, data, reply_to, stream)] += 1
+    if groups:
+        # A member that is also a plain subscriber, or in two matching groups, gets it once.
+        seen = set(sessions)
+        for group in groups:
+            session = group.pick()
+            if session not in seen:
+                seen.add(session)
+                counts[_hand(session, data, reply_to, stream)] += 1
+    return counts[1], counts[0]

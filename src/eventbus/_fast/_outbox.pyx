@@ -105,22 +105,30 @@ cdef class Outbox:
         raise NotImplementedError
 
 
+cdef inline int _hand(object item, bytes data, str reply_to, object stream) except -2:
+    """1: delivered to ``item`` (an Outbox), 0: dropped for it, -1: it is closing."""
+    cdef Outbox session = <Outbox?>item
+    if session.closed:  # being disconnected: neither delivered nor a loss
+        return -1
+    if not session._deliver(data, stream):
+        return 0
+    if reply_to:
+        session.allow_reply(reply_to)
+    return 1
+
+
 def fan_out(sessions, groups, bytes data, str reply_to, stream):
     """Deliver ``data`` to every connection of ``sessions`` and to the member each of
     ``groups`` picks, each connection once; ``(delivered, dropped)`` (see the twin)."""
     cdef Py_ssize_t delivered = 0
     cdef Py_ssize_t dropped = 0
-    cdef Outbox session
+    cdef int outcome
     cdef set seen
     for item in sessions:
-        session = <Outbox?>item
-        if session.closed:
-            continue
-        if session._deliver(data, stream):
+        outcome = _hand(item, data, reply_to, stream)
+        if outcome == 1:
             delivered += 1
-            if reply_to:
-                session.allow_reply(reply_to)
-        else:
+        elif outcome == 0:
             dropped += 1
     if not groups:
         return delivered, dropped
@@ -130,13 +138,9 @@ def fan_out(sessions, groups, bytes data, str reply_to, stream):
         if item in seen:
             continue
         seen.add(item)
-        session = <Outbox?>item
-        if session.closed:
-            continue
-        if session._deliver(data, stream):
+        outcome = _hand(item, data, reply_to, stream)
+        if outcome == 1:
             delivered += 1
-            if reply_to:
-                session.allow_reply(reply_to)
-        else:
+        elif outcome == 0:
             dropped += 1
     return delivered, dropped

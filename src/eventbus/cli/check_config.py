@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -66,30 +67,11 @@ def _check(args: argparse.Namespace) -> int:
 def _summary(path: str, config: BrokerConfig, policy: Policy) -> str:
     defaults = BrokerConfig()
     changed = [
-        f"{name} = {getattr(config, name)!r}"
-        for name in (
-            "address",
-            "socket_group",
-            "name",
-            "max_frame_bytes",
-            "max_topic_bytes",
-            "max_topic_levels",
-            "max_outbound_bytes",
-            "slow_consumer",
-            "memory_budget_bytes",
-            "budget_pause",
-            "max_outbound_bytes_per_uid",
-            "max_connections_per_uid",
-            "max_subscriptions_per_uid",
-            "max_subscriptions_per_connection",
-            "hello_timeout",
-            "heartbeat_interval",
-            "stats_interval",
-            "drain_timeout",
-            "metrics",
-            "metrics_allow_remote",
-        )
-        if getattr(config, name) != getattr(defaults, name)
+        f"{field.name} = {getattr(config, field.name)!r}"
+        for field in dataclasses.fields(BrokerConfig)
+        # The policy is summed up below; an inherited socket is never in a file.
+        if field.name not in ("policy", "listen_fd")
+        and getattr(config, field.name) != getattr(defaults, field.name)
     ]
     lines = [f"{path}: ok"]
     lines.append("broker: " + ("; ".join(changed) if changed else "all defaults"))
