@@ -8,19 +8,16 @@ from typing import Any
 
 import pytest
 
+from eventbus.v1 import frames_pb2
+
 
 def outbox(core: SimpleNamespace, limit: int = 100, buffered: int = 0) -> Any:
     """An outbox whose transport records each write and holds ``state.buffered`` bytes."""
-    state = SimpleNamespace(buffered=buffered, writes=[], dirty=[], reports=0, drops=0)
+    state = SimpleNamespace(buffered=buffered, writes=[], dirty=[], drops=0)
 
     class Box(core.outbox.Outbox):  # type: ignore[misc, name-defined]
         def dropped(self) -> None:
             state.drops += 1
-
-        def drop_report(self) -> bytes:
-            state.reports += 1
-            self.dropped_pending = 0
-            return b"<dropped>"
 
     box = Box(state.writes.append, lambda: state.buffered, limit, state.dirty)
     return box, state
@@ -54,9 +51,13 @@ def test_the_drop_report_goes_ahead_of_the_next_event(core: SimpleNamespace) -> 
     assert not box.deliver(b"12345", (1, "t"))
     assert box.dropped_streams == {(1, "t"): 2}
     assert box.deliver(b"ok")
+    assert (box.dropped_pending, box.dropped_streams, box.dropped_total) == (0, {}, 2)
     box.flush()
-    assert state.writes == [b"<dropped>ok"]
-    assert state.reports == 1
+    (written,) = state.writes
+    assert written.endswith(b"ok")
+    report = frames_pb2.Frame.FromString(written[4:-2]).dropped
+    assert (report.count, report.total) == (2, 2)
+    assert [(s.instance_id, s.topic, s.count) for s in report.streams] == [(1, "t", 2)]
 
 
 def test_a_shed_connection_drops_until_a_quarter_of_its_limit(core: SimpleNamespace) -> None:

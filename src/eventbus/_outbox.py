@@ -12,8 +12,11 @@ steps; everything around them (answers, drop reports, the drain watch) is the br
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
+
+from .v1 import frames_pb2
 
 __all__ = ["FLUSH_AT", "MAX_DROPPED_STREAMS", "Outbox", "fan_out"]
 
@@ -143,8 +146,17 @@ class Outbox:
         """Called after each drop; the broker's session watches the drain from here."""
 
     def drop_report(self) -> bytes:
-        """The Dropped frame of the drops since the last report, which it resets."""
-        raise NotImplementedError
+        """The Dropped frame (length-prefixed) of the drops since the last report, which
+        it resets; the total counts every drop of the connection."""
+        count, self.dropped_pending = self.dropped_pending, 0
+        streams = [
+            frames_pb2.DroppedStream(instance_id=instance_id, topic=topic, count=n)
+            for (instance_id, topic), n in self.dropped_streams.items()
+        ]
+        self.dropped_streams = {}
+        dropped = frames_pb2.Dropped(count=count, total=self.dropped_total, streams=streams)
+        body = frames_pb2.Frame(dropped=dropped).SerializeToString()
+        return struct.pack("<I", len(body)) + body
 
 
 def _hand(session: Outbox, data: bytes, reply_to: str, stream: Stream | None) -> int:

@@ -9,6 +9,10 @@ from cpython.bytes cimport PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_SIZE
 
+import struct
+
+from eventbus.v1 import frames_pb2
+
 __all__ = ["FLUSH_AT", "MAX_DROPPED_STREAMS", "Outbox", "fan_out"]
 
 cdef enum:
@@ -101,8 +105,18 @@ cdef class Outbox:
         """Called after each drop; the broker's session watches the drain from here."""
 
     def drop_report(self):
-        """The Dropped frame of the drops since the last report, which it resets."""
-        raise NotImplementedError
+        """The Dropped frame (length-prefixed) of the drops since the last report, which
+        it resets; the total counts every drop of the connection."""
+        count = self.dropped_pending
+        self.dropped_pending = 0
+        streams = [
+            frames_pb2.DroppedStream(instance_id=instance_id, topic=topic, count=n)
+            for (instance_id, topic), n in self.dropped_streams.items()
+        ]
+        self.dropped_streams = {}
+        dropped = frames_pb2.Dropped(count=count, total=self.dropped_total, streams=streams)
+        body = frames_pb2.Frame(dropped=dropped).SerializeToString()
+        return struct.pack("<I", len(body)) + body
 
 
 cdef inline int _hand(object item, bytes data, str reply_to, object stream) except -2:

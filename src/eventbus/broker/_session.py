@@ -158,16 +158,6 @@ class Session(Outbox):
         if self._drain_task is None and not self.closed:
             self._drain_task = asyncio.get_running_loop().create_task(self._report_drops())
 
-    def drop_report(self) -> bytes:
-        count, self.dropped_pending = self.dropped_pending, 0
-        streams = [
-            frames_pb2.DroppedStream(instance_id=instance_id, topic=topic, count=n)
-            for (instance_id, topic), n in self.dropped_streams.items()
-        ]
-        self.dropped_streams = {}
-        dropped = frames_pb2.Dropped(count=count, total=self.dropped_total, streams=streams)
-        return encode_frame(frames_pb2.Frame(dropped=dropped))
-
     async def _report_drops(self) -> None:
         try:
             await self.conn.drain()
