@@ -252,7 +252,9 @@ def check_pure_sdist(steps: Steps, out: Path, tree: Path) -> None:
     requirement = f"daemoneye-eventbus[test] @ {sdist.resolve().as_uri()}"
     if python is None or not steps.run(
         "sdist: install (EVENTBUS_NO_EXTENSIONS=1)",
-        [str(python), "-m", "pip", "install", "-q", requirement],
+        # No cache: pip would reuse a wheel it built from an earlier sdist of the same
+        # name and version, and test that instead of this one.
+        [str(python), "-m", "pip", "install", "-q", "--no-cache-dir", requirement],
         env=env,
     ):
         return
