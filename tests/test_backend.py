@@ -104,6 +104,7 @@ _HOME = {
     "Outbox": "outbox",
     "fan_out": "outbox",
     "route_publish": "publish",
+    "serve_frames": "publish",
     "TopicTrie": "trie",
     "RightsTable": "rights",
     "PUBLISH": "rights",

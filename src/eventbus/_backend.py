@@ -38,6 +38,7 @@ __all__ = [
     "filter_levels",
     "frame_kind",
     "route_publish",
+    "serve_frames",
     "topic_levels",
     "topic_matches",
     "validate_filter",
@@ -82,6 +83,7 @@ FrameSplitter = _framing.FrameSplitter
 Outbox = _outbox.Outbox
 fan_out = _outbox.fan_out
 route_publish = _publish.route_publish
+serve_frames = _publish.serve_frames
 filter_covers = _grammar.filter_covers
 filter_levels = _grammar.filter_levels
 topic_levels = _grammar.topic_levels

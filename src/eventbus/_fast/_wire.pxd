@@ -35,3 +35,8 @@ cdef class EventView:
     cdef uint64_t _sequence
 
     cdef int _read_ids(self) except -1
+
+
+# For the compiled read pass (_publish.serve_frames): a frame body's kind, and its Publish.
+cdef int read_kind(bytes data) except -1
+cdef PublishView read_publish(bytes data)

@@ -319,7 +319,10 @@ cdef inline bytes _merged(Merged* m, list parts, const unsigned char* p):
 
 def frame_kind(body):
     """The Frame field number of the ``body`` oneof member set (the last one present), or 0."""
-    cdef bytes data = _as_bytes(body)
+    return read_kind(_as_bytes(body))
+
+
+cdef int read_kind(bytes data) except -1:
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t pos = 0
@@ -374,7 +377,10 @@ cdef class PublishView:
 
 def decode_publish(body):
     """The Publish of a frame body whose oneof member is ``publish``."""
-    cdef bytes data = _as_bytes(body)
+    return read_publish(_as_bytes(body))
+
+
+cdef PublishView read_publish(bytes data):
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
     cdef str what = "publish frame"

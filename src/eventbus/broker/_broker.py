@@ -11,6 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import topics
+from .._backend import serve_frames
 from ..acl import Policy, default_policy
 from ..errors import (
     ConnectionLost,
@@ -343,10 +344,18 @@ class Broker:
         session.bytes_in = stream.received
         if session.closed:
             raise _Close("cut off by the broker")  # its frames are no longer served
-        dispatch = self._dispatch
+        grant = session.grant
+        assert grant is not None
         try:
-            for body in bodies:
-                dispatch(session, body)
+            serve_frames(
+                session,
+                bodies,
+                grant.table,
+                self._router.trie,
+                self._dispatch,
+                self._publishing.decide,
+                self._publishing,
+            )
         finally:
             self._flush()
         if self.messages_in >= self._next_budget_check:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 from .._backend import PublishView, encode_event, encode_pub_ack, route_publish, validate_topic
-from ..acl import Grant
 from ..errors import InvalidTopic, PermissionDenied
 from ..protocol import INBOX_PREFIX, code_for
 from ..v1 import frames_pb2
@@ -47,7 +46,7 @@ class Publishing:
         assert grant is not None
         counts = route_publish(session, grant.table, self._router.trie, publish)
         if counts is None:
-            self._decide(session, grant, publish)
+            self.decide(session, publish)
             return
         delivered, dropped = counts
         self.messages_in += 1
@@ -57,9 +56,11 @@ class Publishing:
         if request_id:
             session.send(encode_pub_ack(request_id, delivered, dropped))
 
-    def _decide(self, session: Session, grant: Grant, publish: PublishView) -> None:
+    def decide(self, session: Session, publish: PublishView) -> None:
         """A Publish the core's path left to this handler: a denial, an invalid topic, a
         request or an inbox reply."""
+        grant = session.grant
+        assert grant is not None
         request_id = publish.request_id
         topic = publish.topic
         reply_to = publish.reply_to
