@@ -334,7 +334,10 @@ async def test_unsubscribe_stops_delivery_and_ends_iteration(broker: Broker, add
 
 
 async def test_slow_consumer_loses_newest_events_and_is_told_how_many(address: str) -> None:
-    config = BrokerConfig(address=address, stats_interval=0, max_outbound_bytes=64 * 1024)
+    # The publisher is held for the slow subscriber only briefly: then the drops begin.
+    config = BrokerConfig(
+        address=address, stats_interval=0, max_outbound_bytes=64 * 1024, publisher_pause=0.05
+    )
     async with Broker(config):
         lost: list[int] = []
         async with (
@@ -373,6 +376,55 @@ async def test_slow_consumer_loses_newest_events_and_is_told_how_many(address: s
             assert sum(lost) == dropped
             assert slow_sub.pending == 0  # nothing beyond what the counts said
             assert received == sorted(received)  # order kept among what arrived
+
+
+async def test_a_subscriber_that_falls_behind_holds_the_publisher_back_and_loses_nothing(
+    address: str,
+) -> None:
+    config = BrokerConfig(
+        address=address,
+        stats_interval=0,
+        # Half the limit is the headroom a read pass has past the point a hold begins:
+        # more than one pass can bring (256 KiB).
+        max_outbound_bytes=1 << 20,
+        publisher_pause=60.0,  # longer than the test: the hold ends because it drained
+        heartbeat_interval=60.0,  # the raw subscriber never pings
+    )
+    async with Broker(config):
+        raw = await Raw.open(address)
+        welcome = await raw.hello("agent")
+        raw.send(Frame(subscribe=frames_pb2.Subscribe(request_id=1, filter="events.#")))
+        assert (await raw.recv()).WhichOneof("body") == "sub_ack"
+        total = 1500  # ~12 MB of events: far more than the limit and the socket buffers hold
+        async with (
+            await eventbus.connect(address, principal="procmond") as proc,
+            await eventbus.connect(address, principal="agent") as admin,
+        ):
+
+            async def publish_all() -> None:
+                for seq in range(total):
+                    await proc.publish("events.process.metadata", seq.to_bytes(4, "big") * 2048)
+                await proc.flush()
+
+            publishing = asyncio.create_task(publish_all())
+
+            async def raw_is_behind() -> bool:
+                clients = await admin.list_subscriptions(all_clients=True)
+                (info,) = [c for c in clients if c.identity.connection_id == welcome.connection_id]
+                return info.queued_bytes > config.max_outbound_bytes // 2
+
+            async def fallen_behind() -> None:
+                while not await raw_is_behind():
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(fallen_behind(), DEADLINE)  # a guard against a hang
+            # It reads everything now: each event, in order, and no Dropped report.
+            for seq in range(total):
+                frame = await raw.recv()
+                assert frame.WhichOneof("body") == "event", frame
+                assert frame.event.payload[:4] == seq.to_bytes(4, "big")
+            await asyncio.wait_for(publishing, DEADLINE)
+        raw.close()
 
 
 async def test_slow_consumer_disconnect_policy(address: str) -> None:

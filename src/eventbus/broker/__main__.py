@@ -32,6 +32,7 @@ _TUNABLES = (
     "max_outbound_bytes",
     "memory_budget_bytes",
     "budget_pause",
+    "publisher_pause",
     "max_outbound_bytes_per_uid",
     "max_connections_per_uid",
     "max_subscriptions_per_uid",

@@ -111,6 +111,8 @@ class Broker:
         self._next_budget_check = _BUDGET_CHECK_EVERY
         # Sessions with frames queued since the last flush (see Session.flush).
         self._dirty: list[Session] = []
+        # How long a publisher may be held while a subscriber drains (see _pace).
+        self._pause_for = config.publisher_pause
         self._publishing = Publishing(config, self._router, SystemPublisher(config.name))
         self._closed_bytes_in = 0
         self._closed_bytes_out = 0
@@ -357,10 +359,38 @@ class Broker:
                 self._publishing,
             )
         finally:
+            if self._pause_for:
+                self._pace(session, stream)
             self._flush()
         if self.messages_in >= self._next_budget_check:
             self._next_budget_check = self.messages_in + _BUDGET_CHECK_EVERY
             self._budget.check(self._sessions.values(), self._loop.time())
+
+    def _pace(self, publisher: Session, stream: FrameStream) -> None:
+        """Hold ``publisher``'s reading while a subscriber this read pass fed is over half
+        its outbound limit, so it can drain without a loss; for ``publisher_pause`` at most,
+        after which that subscriber takes its drops (DESIGN: slow consumers never stop the
+        others, and a pause is bounded)."""
+        for sub in self._dirty:
+            if (
+                sub.paced
+                and sub.queued > sub.outbound_limit >> 1
+                and sub is not publisher
+                and not sub.closed
+            ):
+                stream.pause()
+                self._spawn(self._hold(stream, sub))
+                return
+
+    async def _hold(self, stream: FrameStream, sub: Session) -> None:
+        try:
+            await asyncio.wait_for(sub.conn.drain(), self._pause_for)
+        except asyncio.TimeoutError:
+            sub.stalled()
+        except ConnectionLost:
+            pass
+        finally:
+            stream.resume()
 
     async def _admit(self, session: Session, stream: FrameStream) -> list[bytes]:
         """Wait for Hello, check it against the policy, answer Welcome or Error."""

@@ -44,6 +44,7 @@ class Session(Outbox):
         "last_seen",
         "messages_in",
         "on_overflow",
+        "paced",
         "paused",
         "peer",
         "reply_grants",
@@ -89,6 +90,9 @@ class Session(Outbox):
         self.connected_at_ns = time.time_ns()
         self.last_seen = 0.0
         self.paused = False
+        #: False while held publishers would wait in vain: it stayed over half its limit for
+        #: a whole pause; it takes its drops until it has drained.
+        self.paced = True
         self._drain_task: asyncio.Task[None] | None = None
         # Pause writing (so drain() waits) well before the limit, resume lower still.
         conn.set_write_buffer_limits(high=outbound_limit // 2, low=outbound_limit // 4)
@@ -154,6 +158,12 @@ class Session(Outbox):
         if self.on_overflow(self, False):
             self._watch_drain()
 
+    def stalled(self) -> None:
+        """A publisher was held for this connection as long as it may be: no more holds
+        until its buffer has drained."""
+        self.paced = False
+        self._watch_drain()
+
     def _watch_drain(self) -> None:
         if self._drain_task is None and not self.closed:
             self._drain_task = asyncio.get_running_loop().create_task(self._report_drops())
@@ -165,6 +175,7 @@ class Session(Outbox):
             return
         finally:
             self._drain_task = None
+        self.paced = True  # drained to the low watermark, or never past the high one
         if self.queued <= self.outbound_limit // 4:
             self.shedding = False
         if self.dropped_pending and not self.closed:

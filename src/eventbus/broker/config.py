@@ -74,6 +74,9 @@ class BrokerConfig:
     memory_budget_bytes: int = 256 << 20
     #: Longest pause of reading while buffers drain, before the heaviest are shed.
     budget_pause: float = 1.0
+    #: Longest a publisher's reading is held while a subscriber it feeds, over half its
+    #: outbound limit, drains; then that subscriber takes its drops. 0: never held.
+    publisher_pause: float = 1.0
     #: Queued bytes all connections of one uid may hold before the heaviest are shed.
     max_outbound_bytes_per_uid: int = 128 << 20
     max_connections_per_uid: int = 256
@@ -116,8 +119,9 @@ class BrokerConfig:
             )
         if self.slow_consumer not in ("drop", "disconnect"):
             raise self._error("slow_consumer", "must be 'drop' or 'disconnect'")
-        if self.budget_pause < 0:
-            raise self._error("budget_pause", "must not be negative")
+        for name in ("budget_pause", "publisher_pause"):
+            if getattr(self, name) < 0:
+                raise self._error(name, "must not be negative")
         if self.stats_interval < 0:
             raise self._error("stats_interval", "must not be negative (0 turns stats off)")
         if self.metrics is not None:
