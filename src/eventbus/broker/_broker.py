@@ -379,10 +379,11 @@ class Broker:
                 and not sub.closed
             ):
                 stream.pause()
-                self._spawn(self._hold(stream, sub))
+                self._spawn(self._hold(publisher, stream, sub))
                 return
 
-    async def _hold(self, stream: FrameStream, sub: Session) -> None:
+    async def _hold(self, publisher: Session, stream: FrameStream, sub: Session) -> None:
+        held_at = self._loop.time()
         try:
             await asyncio.wait_for(sub.conn.drain(), self._pause_for)
         except asyncio.TimeoutError:
@@ -390,7 +391,11 @@ class Broker:
         except ConnectionLost:
             pass
         finally:
+            # The held peer's silence was the broker's doing: do not count it.
+            publisher.last_seen += self._loop.time() - held_at
             stream.resume()
+            if publisher.paused:  # the memory budget paused it meanwhile: it stays paused
+                publisher.conn.pause_reading()
 
     async def _admit(self, session: Session, stream: FrameStream) -> list[bytes]:
         """Wait for Hello, check it against the policy, answer Welcome or Error."""
