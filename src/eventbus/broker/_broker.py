@@ -358,9 +358,9 @@ class Broker:
                 self._publishing.decide,
                 self._publishing,
             )
-        finally:
             if self._pause_for:
                 self._pace(session, stream)
+        finally:
             self._flush()
         if self.messages_in >= self._next_budget_check:
             self._next_budget_check = self.messages_in + _BUDGET_CHECK_EVERY
