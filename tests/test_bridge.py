@@ -43,6 +43,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix socket pro
 
 nats = pytest.importorskip("nats", reason="nats-py is not installed (pip install nats-py)")
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
+from nats.js.errors import ServiceUnavailableError  # noqa: E402
 
 STREAM = "DAEMONEYE"
 PROCESS_TOPICS = ("events.process.lifecycle", "events.process.metadata")
@@ -187,13 +188,16 @@ async def received(nc: Any, subject: str, count: int, timeout: float = DEADLINE)
                 messages += await sub.fetch(min(256, count - len(messages)), timeout=1.0)
             except asyncio.TimeoutError:  # nats-py raises it bare as well as its own subclass
                 continue
+            except ServiceUnavailableError:  # 503: a restarted cluster has no leader yet
+                await asyncio.sleep(0.1)
         while True:  # a JetStream API request may time out while a node is away
             try:
                 info = await sub.consumer_info()
                 break
-            except asyncio.TimeoutError:
+            except (asyncio.TimeoutError, ServiceUnavailableError):
                 if time.monotonic() > deadline:
                     raise
+                await asyncio.sleep(0.1)
         assert info.num_pending == 0, f"{info.num_pending} more than {count} on {subject}"
     finally:
         await sub.unsubscribe()
