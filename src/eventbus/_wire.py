@@ -383,6 +383,10 @@ class EventView:
 
     def _publisher_ids(self) -> tuple[int, int]:
         if self._ids is None:
+            publisher = self._publisher
+            if publisher is not None:
+                self._ids = (publisher.instance_id, publisher.sequence)
+                return self._ids
             raw = self._publisher_raw
             instance_id = sequence = 0
             for number, wire, value, _ in _fields(raw, 0, len(raw), "event publisher"):
@@ -392,6 +396,25 @@ class EventView:
                     sequence = value
             self._ids = (instance_id, sequence)
         return self._ids
+
+
+_V = TypeVar("_V", bound=EventView)
+
+
+def event_view(cls: type[_V], event: frames_pb2.EventEnvelope) -> _V:
+    """An EventView of ``cls`` (EventView or a subclass) with the fields of an EventEnvelope
+    protobuf has already parsed: on this core its parser is faster than ``decode_event``."""
+    view = cls.__new__(cls)
+    view.topic = event.topic
+    view.payload = event.payload
+    view.timestamp_ns = event.timestamp_ns
+    view.reply_to = event.reply_to
+    view._publisher_raw = b""
+    view._correlation_raw = None
+    view._publisher = event.publisher
+    view._correlation = event.correlation if event.HasField("correlation") else None
+    view._ids = None
+    return view
 
 
 def _parse(cls: type[_M], raw: bytes, name: str) -> _M:

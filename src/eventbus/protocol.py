@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
+from eventbus import _wire
 from eventbus._backend import (
     BACKEND,
     FRAME_EVENT,
@@ -212,7 +213,7 @@ def _read_generated(body: bytes) -> tuple[str | None, Any]:
     if kind == "publish":
         return kind, _PublishMessage(message)
     if kind == "event":
-        return kind, _EventMessage(message)
+        return kind, _wire.event_view(_wire.EventView, message)
     return kind, message
 
 
@@ -239,46 +240,6 @@ class _PublishMessage:
         self.reply_to = publish.reply_to
         self.sequence = publish.sequence
         self.stream_started_ns = publish.stream_started_ns
-
-
-class _EventMessage:
-    """A generated EventEnvelope with the fields of an ``EventView``: the topic read at
-    once (routing needs it), the rest on access, as the compiled view does."""
-
-    __slots__ = ("_event", "topic")
-
-    def __init__(self, event: frames_pb2.EventEnvelope) -> None:
-        self._event = event
-        self.topic = event.topic
-
-    @property
-    def payload(self) -> bytes:
-        return self._event.payload
-
-    @property
-    def timestamp_ns(self) -> int:
-        return self._event.timestamp_ns
-
-    @property
-    def reply_to(self) -> str:
-        return self._event.reply_to
-
-    @property
-    def publisher(self) -> frames_pb2.ProcessIdentity:
-        return self._event.publisher
-
-    @property
-    def correlation(self) -> frames_pb2.CorrelationMetadata | None:
-        event = self._event
-        return event.correlation if event.HasField("correlation") else None
-
-    @property
-    def publisher_instance_id(self) -> int:
-        return self._event.publisher.instance_id
-
-    @property
-    def publisher_sequence(self) -> int:
-        return self._event.publisher.sequence
 
 
 _read_frame = _read_compiled if BACKEND == "cython" else _read_generated

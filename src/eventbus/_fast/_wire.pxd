@@ -37,6 +37,8 @@ cdef class EventView:
     cdef int _read_ids(self) except -1
 
 
-# For the compiled read pass (_publish.serve_frames): a frame body's kind, and its Publish.
+# For the compiled read passes (_publish.serve_frames, _delivery.Delivery): a frame body's
+# kind, its Publish, and its EventEnvelope as an instance of ``cls`` (EventView or a subclass).
 cdef int read_kind(bytes data) except -1
 cdef PublishView read_publish(bytes data)
+cdef EventView read_event(bytes data, type cls)

@@ -494,7 +494,10 @@ cdef class EventView:
 
 def decode_event(body):
     """The EventEnvelope of a frame body whose oneof member is ``event``."""
-    cdef bytes data = _as_bytes(body)
+    return read_event(_as_bytes(body), EventView)
+
+
+cdef EventView read_event(bytes data, type cls):
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
     cdef str what = "event frame"
@@ -502,7 +505,7 @@ def decode_event(body):
     cdef Py_ssize_t inner
     cdef Field outer
     cdef Field f
-    cdef EventView view = EventView.__new__(EventView)
+    cdef EventView view = EventView.__new__(cls)
     cdef Py_ssize_t payload_start = 0
     cdef Py_ssize_t payload_end = 0
     cdef Merged publisher
