@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import eventbus._delivery
 import eventbus._encode
 import eventbus._framing
 import eventbus._grammar
@@ -32,6 +33,7 @@ _PY = SimpleNamespace(
     encode=eventbus._encode,
     outbox=eventbus._outbox,
     publish=eventbus._publish,
+    delivery=eventbus._delivery,
 )
 
 
@@ -48,6 +50,7 @@ def _compiled() -> SimpleNamespace | None:
                 "encode",
                 "outbox",
                 "publish",
+                "delivery",
             )
         }
     except ImportError:

@@ -20,8 +20,10 @@ __all__ = [
     "FRAME_PUB_ACK",
     "PUBLISH",
     "SUBSCRIBE",
+    "Delivery",
     "EventView",
     "FrameSplitter",
+    "Mailbox",
     "Outbox",
     "PubAckView",
     "PublishView",
@@ -56,7 +58,17 @@ def no_extensions_requested() -> bool:
 
 
 # The twinned modules; each exists as eventbus._<name> and eventbus._fast._<name>.
-_TWINS = ("_encode", "_framing", "_grammar", "_outbox", "_publish", "_rights", "_trie", "_wire")
+_TWINS = (
+    "_delivery",
+    "_encode",
+    "_framing",
+    "_grammar",
+    "_outbox",
+    "_publish",
+    "_rights",
+    "_trie",
+    "_wire",
+)
 
 
 def _import_twins(package: str) -> tuple[ModuleType, ...]:
@@ -67,7 +79,7 @@ NO_EXTENSIONS = no_extensions_requested()
 
 if TYPE_CHECKING:
     # Both twins have the same API; type-check against the reference.
-    from . import _encode, _framing, _grammar, _outbox, _publish, _rights, _trie, _wire
+    from . import _delivery, _encode, _framing, _grammar, _outbox, _publish, _rights, _trie, _wire
 else:
     _core = None
     if not NO_EXTENSIONS:
@@ -75,10 +87,12 @@ else:
             _core = _import_twins(f"{__package__}._fast")
         except ImportError:
             NO_EXTENSIONS = True
-    _encode, _framing, _grammar, _outbox, _publish, _rights, _trie, _wire = _core or _import_twins(
-        __package__
+    (_delivery, _encode, _framing, _grammar, _outbox, _publish, _rights, _trie, _wire) = (
+        _core or _import_twins(__package__)
     )
 
+Delivery = _delivery.Delivery
+Mailbox = _delivery.Mailbox
 FrameSplitter = _framing.FrameSplitter
 Outbox = _outbox.Outbox
 fan_out = _outbox.fan_out
