@@ -11,64 +11,36 @@ from ..v1 import frames_pb2
 __all__ = ["Envelope"]
 
 
-class Envelope:
+class Envelope(EventView):
     """One delivered event, as the broker stamped it.
 
-    Topic and payload are read from the frame at once; the publisher and correlation
-    metadata only when asked for.
+    ``topic``, ``payload``, ``timestamp_ns`` (when the broker accepted the event: wall clock,
+    ns since the epoch) and ``reply_to`` are read from the frame at once; ``publisher`` (who
+    published it, as the broker verified it: pid, uid, principal, connection id, and the
+    client instance and sequence that number it) and ``correlation`` (None when absent)
+    only when first asked for.
     """
 
-    __slots__ = ("_event",)
-
-    def __init__(self, event: EventView) -> None:
-        self._event = event
-
-    @property
-    def topic(self) -> str:
-        return self._event.topic
-
-    @property
-    def payload(self) -> bytes:
-        return self._event.payload
-
-    @property
-    def timestamp_ns(self) -> int:
-        """When the broker accepted the event (wall clock, ns since the epoch)."""
-        return self._event.timestamp_ns
-
-    @property
-    def publisher(self) -> frames_pb2.ProcessIdentity:
-        """Who published it, as the broker verified it: pid, uid, principal, connection id,
-        and the client instance and sequence that number it."""
-        return self._event.publisher
-
-    @property
-    def correlation(self) -> frames_pb2.CorrelationMetadata | None:
-        return self._event.correlation
-
-    @property
-    def reply_to(self) -> str:
-        return self._event.reply_to
+    __slots__ = ()
 
     @property
     def raw(self) -> frames_pb2.EventEnvelope:
         """The event as the generated message (built on each call)."""
-        event = self._event
         return frames_pb2.EventEnvelope(
-            topic=event.topic,
-            payload=event.payload,
-            timestamp_ns=event.timestamp_ns,
-            publisher=event.publisher,
-            correlation=event.correlation,
-            reply_to=event.reply_to,
+            topic=self.topic,
+            payload=self.payload,
+            timestamp_ns=self.timestamp_ns,
+            publisher=self.publisher,
+            correlation=self.correlation,
+            reply_to=self.reply_to,
         )
 
     def decode(self) -> Message:
         """The payload as the protobuf message registered for this topic."""
-        return topics.decode_payload(self._event.topic, self._event.payload)
+        return topics.decode_payload(self.topic, self.payload)
 
     def __repr__(self) -> str:
-        who = self._event.publisher
+        who = self.publisher
         return (
             f"Envelope(topic={self.topic!r}, {len(self.payload)} bytes, "
             f"from {who.principal or '?'} pid={who.pid})"

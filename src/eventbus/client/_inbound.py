@@ -1,10 +1,10 @@
 """What a client does with each frame the broker sends it.
 
-Events go to the subscriptions whose filters match (gap-checked on the way), answers to the
-requests awaiting them, drop reports to the counters and callback, errors and goodbyes to
-whoever they concern. An event for a full subscription pauses reading: the rest of that
-chunk waits in a task until there is room, so the broker, not this process, holds what the
-application has not taken.
+Events go to the subscriptions whose filters match (gap-checked on the way), each read pass
+as one batch (``_backend.Delivery``); answers to the requests awaiting them, drop reports
+to the counters and callback, errors and goodbyes to whoever they concern. An event for a
+full subscription pauses reading: the rest of that chunk waits in a task until there is
+room, so the broker, not this process, holds what the application has not taken.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .._backend import Delivery
+from .._delivery import Blocked
 from ..errors import ConnectionLost, ProtocolError
 from ..framestream import FrameStream
 from ..protocol import CLOSING_CODES, INBOX_PREFIX, exception_for, read_frame
@@ -33,6 +35,7 @@ class Inbound:
 
     __slots__ = (
         "_closing",
+        "_delivery",
         "_unblocking",
         "dropped",
         "gaps",
@@ -62,6 +65,9 @@ class Inbound:
         #: The current connection's frames.
         self.stream: FrameStream | None = None
         self._closing = closing
+        self._delivery = Delivery(
+            Envelope, gaps._last_seen, self._handle, self._reply, self._gap, INBOX_PREFIX
+        )
         # Delivers to subscriptions that were full, while reading is paused.
         self._unblocking: asyncio.Task[None] | None = None
 
@@ -78,29 +84,29 @@ class Inbound:
         there is room, so the broker, not this process, holds what the application has
         not taken.
         """
-        handle = self._handle
-        for index, body in enumerate(bodies):
-            blocked = handle(body)
-            if blocked is not None:
-                stream = self.stream
-                assert stream is not None
-                stream.pause()
-                rest = bodies[index + 1 :]
-                self._unblocking = asyncio.get_running_loop().create_task(
-                    self._unblock(stream, blocked, rest)
-                )
-                return
+        blocked = self._delivery.run(bodies, 0, self.routes.trie)
+        if blocked is not None:
+            stream = self.stream
+            assert stream is not None
+            stream.pause()
+            self._unblocking = asyncio.get_running_loop().create_task(
+                self._unblock(stream, bodies, blocked)
+            )
 
     async def _unblock(
-        self,
-        stream: FrameStream,
-        blocked: tuple[Envelope, list[Subscription]],
-        rest: list[bytes],
+        self, stream: FrameStream, bodies: list[bytes], blocked: Blocked | None
     ) -> None:
+        """Hand the blocked event to the subscriptions that were full as each makes room,
+        then deliver the rest of the chunk, as often as it blocks again."""
         try:
-            await self._deliver_rest(blocked)
-            for body in rest:
-                await self._deliver_rest(self._handle(body))
+            while blocked is not None:
+                index, envelope, full = blocked
+                for sub in full:
+                    assert isinstance(sub, Subscription)
+                    while sub._full():
+                        await sub._wait_space()
+                    sub._push(envelope)  # type: ignore[arg-type]  # an Envelope
+                blocked = self._delivery.run(bodies, index + 1, self.routes.trie)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -111,35 +117,17 @@ class Inbound:
                 self._unblocking = None
         stream.resume()
 
-    async def _deliver_rest(self, blocked: tuple[Envelope, list[Subscription]] | None) -> None:
-        """Hand an event to the subscriptions that were full, as each makes room."""
-        if blocked is not None:
-            envelope, subs = blocked
-            for sub in subs:
-                while sub._full():
-                    await sub._wait_space()
-                sub._push(envelope)
+    def _reply(self, envelope: Envelope) -> None:
+        reply = self.replies.get(envelope.topic)
+        if reply is not None and not reply.done():
+            reply.set_result(envelope)
 
-    def _handle(self, body: bytes) -> tuple[Envelope, list[Subscription]] | None:
-        """Act on one frame; for an event, return the subscriptions too full to take it."""
+    def _gap(self, envelope: Envelope, instance_id: int, sequence: int, topic: str) -> None:
+        self.gaps.observe(envelope, instance_id, sequence, topic, self.routes.subscribed_since)
+
+    def _handle(self, body: bytes) -> None:
+        """Act on one frame other than an event (the read pass delivers those)."""
         kind, message = read_frame(body)
-        if kind == "event":
-            envelope = Envelope(message)
-            topic = message.topic
-            if topic[0] == "$" and topic.startswith(INBOX_PREFIX):
-                reply = self.replies.get(topic)
-                if reply is not None and not reply.done():
-                    reply.set_result(envelope)
-                return None
-            full, numbered = self.routes.deliver(envelope, topic)
-            if numbered:
-                sequence = message.publisher_sequence
-                if sequence:
-                    instance_id = message.publisher_instance_id
-                    if instance_id:
-                        since = self.routes.subscribed_since
-                        self.gaps.observe(message, instance_id, sequence, topic, since)
-            return None if full is None else (envelope, full)
         if kind == "sub_ack":
             self.routes.active(message.request_id)
             self._answer(message.request_id, message)
@@ -167,7 +155,6 @@ class Inbound:
             raise ProtocolError(f"a frame of {len(body)} bytes with no body this client knows")
         else:
             raise ProtocolError(f"unexpected {kind} frame from the broker")
-        return None
 
     def _answer(self, request_id: int, message: Any) -> None:
         future = self.requests.get(request_id)

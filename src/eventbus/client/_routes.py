@@ -1,8 +1,9 @@
 """Local routing: which of a client's subscriptions an event delivered to it belongs to.
 
 The broker writes each event to a connection once; the client hands it to every one of its
-subscriptions whose filter matches, through the same trie the broker uses, built with the
-topic limits the broker announced (which may be larger than the defaults).
+subscriptions whose filter matches (``_backend.Delivery``), through the same trie the broker
+uses, built with the topic limits the broker announced (which may be larger than the
+defaults).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Iterator
 from .._backend import TopicTrie
 from .._grammar import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEVELS
 from ..v1 import frames_pb2
-from ._envelope import Envelope
 from ._subscription import Subscription
 
 __all__ = ["Routes"]
@@ -32,6 +32,11 @@ class Routes:
 
     def __iter__(self) -> Iterator[Subscription]:
         return iter(list(self._by_id.values()))
+
+    @property
+    def trie(self) -> TopicTrie:
+        """The subscriptions by filter (replaced when the topic limits change)."""
+        return self._trie
 
     def follow(self, limits: frames_pb2.Limits) -> None:
         """Route with a (re)connected broker's topic limits."""
@@ -78,27 +83,3 @@ class Routes:
     def receives(self, topic: str) -> bool:
         """Whether a plain subscription (one that gets every event) matches ``topic``."""
         return any(not sub.group for sub in self._trie.match(topic))  # type: ignore[attr-defined]
-
-    def deliver(self, envelope: Envelope, topic: str) -> tuple[list[Subscription] | None, bool]:
-        """Queue ``envelope`` on each matching subscription with room for it.
-
-        Returns the subscriptions too full to take it (None: none), and whether a plain
-        subscription matched — group members get only their turns, so only then is the
-        event's sequence worth checking for a gap.
-        """
-        full: list[Subscription] | None = None
-        numbered = False
-        for sub in self._trie.match(topic):
-            assert isinstance(sub, Subscription)
-            if not sub.group:
-                numbered = True
-            # Subscription._full and _push, inline: this runs once per event and match.
-            queue = sub._queue
-            if len(queue) >= sub.max_pending and not sub._ended:
-                full = [sub] if full is None else [*full, sub]
-                continue
-            queue.append(envelope)
-            waiter = sub._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-        return full, numbered

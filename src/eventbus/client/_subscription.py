@@ -7,6 +7,7 @@ import contextlib
 from collections import deque
 from typing import TYPE_CHECKING
 
+from .._backend import Mailbox
 from ..errors import ConnectionLost, Timeout
 from ._envelope import Envelope
 
@@ -16,28 +17,27 @@ if TYPE_CHECKING:
 __all__ = ["Ended", "Subscription"]
 
 
-class Subscription:
+class Subscription(Mailbox):
     """Events of one topic filter: an async iterator, and a context manager that unsubscribes.
 
     Iteration ends when the subscription or the client is closed; it raises
     :class:`ConnectionLost` if the connection to the broker was lost instead.
     """
 
+    _queue: deque[Envelope]
+
     def __init__(
         self, client: Client, sub_id: int, topic_filter: str, group: str, max_pending: int
     ) -> None:
+        # The queue, its reader's waiter, group, max_pending and _ended are the Mailbox's.
+        super().__init__(max_pending, group)
         self.id = sub_id
         self.filter = topic_filter
-        self.group = group
-        self.max_pending = max_pending
         #: When the broker acknowledged it (monotonic ns; 0 until then).
         self.active_since = 0
         self._client = client
-        self._queue: deque[Envelope] = deque()
-        self._waiter: asyncio.Future[None] | None = None
         self._space: asyncio.Future[None] | None = None
         self._end: BaseException | None = None
-        self._ended = False
 
     @property
     def pending(self) -> int:
