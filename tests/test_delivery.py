@@ -271,3 +271,16 @@ def test_both_cores_deliver_the_same(
 ) -> None:
     results = [_replay(core, steps, limits) for core in both_cores]
     assert all(result == results[0] for result in results)
+
+
+def test_a_bare_mailbox_iterates_over_what_is_queued(
+    core: SimpleNamespace, loop: asyncio.AbstractEventLoop
+) -> None:
+    run = Pass(core)
+    box = run.box("#")
+    run.run([event(core, "a"), event(core, "b")])
+
+    async def take() -> list[str]:
+        return [envelope.topic async for envelope in box]
+
+    assert loop.run_until_complete(take()) == ["a", "b"]

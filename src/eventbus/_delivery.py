@@ -46,19 +46,48 @@ Blocked = tuple[int, EventView, list["Mailbox"]]
 
 
 class Mailbox:
-    """The receiving end of a subscription: its queue, the reader waiting on it, its bound."""
+    """The receiving end of a subscription: its queue, the reader waiting on it, its bound,
+    and the iteration's common case (an envelope is queued): one coroutine."""
 
-    __slots__ = ("_batch", "_ended", "_queue", "_room", "_waiter", "group", "max_pending")
+    __slots__ = (
+        "_batch",
+        "_ended",
+        "_queue",
+        "_room",
+        "_space",
+        "_waiter",
+        "group",
+        "max_pending",
+    )
 
     def __init__(self, max_pending: int, group: str) -> None:
         self.max_pending = max_pending
         self.group = group
         self._queue: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        # Set while the client's reader awaits room in this mailbox.
+        self._space: asyncio.Future[None] | None = None
         self._ended = False
         # This pass's envelopes (None: not touched yet), and how many it may take.
         self._batch: list[Any] | None = None
         self._room = 0
+
+    def __aiter__(self) -> Mailbox:
+        return self
+
+    async def __anext__(self) -> Any:
+        queue = self._queue
+        if queue and self._space is None:  # the common case, without a second coroutine
+            return queue.popleft()
+        return await self._next()
+
+    async def _next(self) -> Any:
+        """The next envelope when the queue is empty or a reader awaits room; a bare
+        mailbox ends there (a subscription waits for the next event)."""
+        queue = self._queue
+        if queue:
+            return queue.popleft()
+        raise StopAsyncIteration
 
 
 class Delivery:

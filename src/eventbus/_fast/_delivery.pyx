@@ -24,13 +24,15 @@ cdef enum:
 
 
 cdef class Mailbox:
-    """The receiving end of a subscription: its queue, the reader waiting on it, its bound."""
+    """The receiving end of a subscription: its queue, the reader waiting on it, its bound,
+    and the iteration's common case (an envelope is queued): one compiled coroutine."""
 
     cdef public Py_ssize_t max_pending
     cdef public str group
     cdef public object _queue
     cdef public object _waiter
     cdef public bint _ended
+    cdef public object _space
     cdef list _batch
     cdef Py_ssize_t _room
 
@@ -40,6 +42,24 @@ cdef class Mailbox:
         self._queue = deque()
         self._waiter = None
         self._ended = False
+        self._space = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        queue = self._queue
+        if queue and self._space is None:   # the common case, without a second coroutine
+            return queue.popleft()
+        return await self._next()
+
+    async def _next(self):
+        """The next envelope when the queue is empty or a reader awaits room; a bare
+        mailbox ends there (a subscription waits for the next event)."""
+        queue = self._queue
+        if queue:
+            return queue.popleft()
+        raise StopAsyncIteration
 
 
 cdef class Delivery:

@@ -36,7 +36,6 @@ class Subscription(Mailbox):
         #: When the broker acknowledged it (monotonic ns; 0 until then).
         self.active_since = 0
         self._client = client
-        self._space: asyncio.Future[None] | None = None
         self._end: BaseException | None = None
 
     @property
@@ -47,10 +46,11 @@ class Subscription(Mailbox):
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> Envelope:
-        queue = self._queue
-        if queue and self._space is None:  # the common case, without a second coroutine
-            return queue.popleft()
+    if TYPE_CHECKING:  # Mailbox.__anext__, which takes an envelope already queued itself
+
+        async def __anext__(self) -> Envelope: ...
+
+    async def _next(self) -> Envelope:
         try:
             return await self.get()
         except Ended:
