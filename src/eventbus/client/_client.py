@@ -208,31 +208,30 @@ class Client(Lifecycle):
         and a confirmed one waits for the connection.
         """
         self._check_open()
-        grant = self.grant
-        if not grant.may_publish(topic) and not topic.startswith(INBOX_PREFIX):
-            limits = self.limits
-            validate_topic(
-                topic, max_bytes=limits.max_topic_bytes, max_levels=limits.max_topic_levels
-            )
-            grant.check_publish(topic)
-        if isinstance(payload, Message):
-            payload = payload.SerializeToString()
-        request_id = next(self._ids) if confirm else 0
-        # A reply is the one event of a topic of its own: nothing to number.
-        if topic.startswith(INBOX_PREFIX):
-            sequence = started = 0
+        link = self._link
+        sequence = started = 0
+        if topic[:1] == "$" or not link.may_publish(topic):
+            self._check_publish(topic)
+            # A reply is the one event of a topic of its own: nothing to number.
+            if not topic.startswith(INBOX_PREFIX):
+                sequence, started = self._sequences.next(topic)
         else:
             sequence, started = self._sequences.next(topic)
+        if type(payload) is not bytes:
+            payload = (
+                payload.SerializeToString() if isinstance(payload, Message) else bytes(payload)
+            )
+        request_id = next(self._ids) if confirm else 0
         # Refused here rather than by the broker, which would close the connection.
         data = encode_publish(
             topic,
-            bytes(payload),
+            payload,
             request_id,
             correlation.SerializeToString() if correlation is not None else b"",
             reply_to,
             sequence=sequence,
             stream_started_ns=started,
-            max_frame=self.limits.max_frame_bytes or None,
+            max_frame=link.max_frame,
         )
         if confirm:
             ack: frames_pb2.PubAck = await self._request(request_id, data)
@@ -240,9 +239,9 @@ class Client(Lifecycle):
         if not self._connected.is_set():
             self._backlog.keep(data, topic)
             return None
-        link = self._link
-        link.send(data)  # written with whatever else this loop turn sends
-        if not link.drain_needed():  # no coroutine to await unless it could wait or raise
+        # Written with whatever else this loop turn sends; no coroutine is awaited unless
+        # the drain could wait or raise.
+        if not link.send(data):
             return None
         try:
             await link.drain()
@@ -252,6 +251,15 @@ class Client(Lifecycle):
             if not self._may_reconnect(exc):
                 raise
         return None
+
+    def _check_publish(self, topic: str) -> None:
+        """Raise unless ``topic`` may be published: valid, and granted (a reply inbox is
+        always open to its requester's answer)."""
+        if self.grant.may_publish(topic) or topic.startswith(INBOX_PREFIX):
+            return
+        limits = self.limits
+        validate_topic(topic, max_bytes=limits.max_topic_bytes, max_levels=limits.max_topic_levels)
+        self.grant.check_publish(topic)
 
     async def publish_many(self, events: Iterable[tuple[str, bytes | bytearray | Message]]) -> int:
         """Publish ``(topic, payload)`` pairs, in order, unconfirmed; returns how many.

@@ -44,6 +44,8 @@ class Link:
         "conn",
         "grant",
         "limits",
+        "max_frame",
+        "may_publish",
         "pending",
         "stream",
         "welcome",
@@ -59,6 +61,8 @@ class Link:
         self.conn = stream.conn
         self.welcome = welcome
         self.limits: frames_pb2.Limits = welcome.limits
+        #: The largest frame the broker takes (None: the default), read once per connection.
+        self.max_frame: int | None = welcome.limits.max_frame_bytes or None
         #: Frames that arrived in the same read as the Welcome, still to be handled.
         self.pending = pending
         stream.resize(max(welcome.limits.max_frame_bytes, DEFAULT_MAX_FRAME))
@@ -76,15 +80,23 @@ class Link:
             max_bytes=max(welcome.limits.max_topic_bytes, 1),
             max_levels=max(welcome.limits.max_topic_levels, 1),
         )
+        #: Whether a publish rule matches a topic: the rights table's own check, without
+        #: the reserved-topic rule (``$`` topics take ``Grant.may_publish``).
+        self.may_publish: Callable[[str], bool] = self.grant.table.may_publish
 
-    def send(self, data: bytes) -> None:
-        """Queue a frame; it is written, in order, by the end of this loop turn."""
+    def send(self, data: bytes) -> bool:
+        """Queue a frame; it is written, in order, by the end of this loop turn.
+
+        Returns whether :meth:`drain` could wait or raise now (the transport is over its
+        high watermark, or closed): a publisher awaits nothing otherwise.
+        """
         self._out.append(data)
         self._out_bytes += len(data)
         if self._out_bytes >= _WRITE_AT:
             self.write_out()
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self.write_out)
+        return self.conn.drain_needed()
 
     def write_out(self) -> None:
         """Hand every queued frame to the transport now, in one write."""
@@ -96,10 +108,6 @@ class Link:
             self.conn.write(out[0] if len(out) == 1 else b"".join(out))
             self._out = []
             self._out_bytes = 0
-
-    def drain_needed(self) -> bool:
-        """Whether :meth:`drain` could wait or raise; a publisher skips it otherwise."""
-        return self._out_bytes >= _WRITE_AT or self.conn.drain_needed()
 
     async def drain(self) -> None:
         """Wait only while the transport is over its high watermark."""
