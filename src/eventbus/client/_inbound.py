@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import Delivery
-from .._delivery import Blocked
 from ..errors import ConnectionLost, ProtocolError
 from ..framestream import FrameStream
 from ..protocol import CLOSING_CODES, INBOX_PREFIX, exception_for, read_frame
@@ -24,6 +23,9 @@ from ._envelope import Envelope
 from ._routes import Routes
 from ._sequences import GapTracker
 from ._subscription import Ended, Subscription
+
+if TYPE_CHECKING:
+    from .._delivery import Blocked
 
 __all__ = ["Inbound"]
 
@@ -65,6 +67,8 @@ class Inbound:
         #: The current connection's frames.
         self.stream: FrameStream | None = None
         self._closing = closing
+        # The read pass checks the common case of the gap rule (the next sequence of a
+        # stream) on the tracker's own dict, and hands it the rest.
         self._delivery = Delivery(
             Envelope, gaps._last_seen, self._handle, self._reply, self._gap, INBOX_PREFIX
         )
