@@ -20,6 +20,7 @@ import eventbus._grammar
 import eventbus._outbox
 import eventbus._publish
 import eventbus._rights
+import eventbus._sending
 import eventbus._trie
 import eventbus._wire
 
@@ -34,6 +35,7 @@ _PY = SimpleNamespace(
     outbox=eventbus._outbox,
     publish=eventbus._publish,
     delivery=eventbus._delivery,
+    sending=eventbus._sending,
 )
 
 
@@ -51,6 +53,7 @@ def _compiled() -> SimpleNamespace | None:
                 "outbox",
                 "publish",
                 "delivery",
+                "sending",
             )
         }
     except ImportError:

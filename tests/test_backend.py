@@ -102,6 +102,8 @@ def test_every_core_object_comes_from_the_selected_backend() -> None:
 _HOME = {
     "Delivery": "delivery",
     "Mailbox": "delivery",
+    "Sender": "sending",
+    "Sequences": "sending",
     "FrameSplitter": "framing",
     "Outbox": "outbox",
     "fan_out": "outbox",

@@ -28,6 +28,8 @@ __all__ = [
     "PubAckView",
     "PublishView",
     "RightsTable",
+    "Sender",
+    "Sequences",
     "TopicTrie",
     "decode_event",
     "decode_pub_ack",
@@ -66,6 +68,7 @@ _TWINS = (
     "_outbox",
     "_publish",
     "_rights",
+    "_sending",
     "_trie",
     "_wire",
 )
@@ -79,7 +82,18 @@ NO_EXTENSIONS = no_extensions_requested()
 
 if TYPE_CHECKING:
     # Both twins have the same API; type-check against the reference.
-    from . import _delivery, _encode, _framing, _grammar, _outbox, _publish, _rights, _trie, _wire
+    from . import (
+        _delivery,
+        _encode,
+        _framing,
+        _grammar,
+        _outbox,
+        _publish,
+        _rights,
+        _sending,
+        _trie,
+        _wire,
+    )
 else:
     _core = None
     if not NO_EXTENSIONS:
@@ -87,9 +101,18 @@ else:
             _core = _import_twins(f"{__package__}._fast")
         except ImportError:
             NO_EXTENSIONS = True
-    (_delivery, _encode, _framing, _grammar, _outbox, _publish, _rights, _trie, _wire) = (
-        _core or _import_twins(__package__)
-    )
+    (
+        _delivery,
+        _encode,
+        _framing,
+        _grammar,
+        _outbox,
+        _publish,
+        _rights,
+        _sending,
+        _trie,
+        _wire,
+    ) = _core or _import_twins(__package__)
 
 Delivery = _delivery.Delivery
 Mailbox = _delivery.Mailbox
@@ -108,6 +131,8 @@ ADMIN = _rights.ADMIN
 PUBLISH = _rights.PUBLISH
 SUBSCRIBE = _rights.SUBSCRIBE
 RightsTable = _rights.RightsTable
+Sender = _sending.Sender
+Sequences = _sending.Sequences
 TopicTrie = _trie.TopicTrie
 FRAME_EVENT = _wire.FRAME_EVENT
 FRAME_PUBLISH = _wire.FRAME_PUBLISH

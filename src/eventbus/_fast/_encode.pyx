@@ -183,6 +183,28 @@ def encode_publish(
     max_frame=None,
 ):
     """A length-prefixed ``Frame{publish: Publish}``, byte-compatible with protobuf's."""
+    return publish_frame(
+        topic,
+        payload,
+        request_id,
+        correlation,
+        reply_to,
+        sequence,
+        stream_started_ns,
+        -1 if max_frame is None else <Py_ssize_t>max_frame,
+    )
+
+
+cdef bytes publish_frame(
+    str topic,
+    object payload,
+    uint64_t request_id,
+    object correlation,
+    str reply_to,
+    uint64_t sequence,
+    uint64_t stream_started_ns,
+    Py_ssize_t max_frame,
+):
     cdef Py_ssize_t topic_n
     cdef Py_ssize_t reply_n = 0
     cdef const char* topic_p = PyUnicode_AsUTF8AndSize(topic, &topic_n)
@@ -210,7 +232,7 @@ def encode_publish(
         if stream_started_ns:
             body += 9
         size = 1 + _varint_size(<uint64_t>body) + body
-        if max_frame is not None and size > max_frame:
+        if max_frame >= 0 and size > max_frame:
             raise FrameTooLarge(
                 f"publish frame of {size} bytes exceeds the maximum of {max_frame} bytes"
             )
