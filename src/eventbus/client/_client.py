@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from google.protobuf.message import Message
 
-from .._backend import validate_filter, validate_topic
+from .._backend import Sequences, validate_filter, validate_topic
 from ..acl._grant import Grant
 from ..errors import ConnectionLost, Timeout
 from ..protocol import (
@@ -37,7 +37,7 @@ from ._lifecycle import Lifecycle, subscribe_frame
 from ._link import Link, Opener
 from ._reconnect import NO_RECONNECT, Backlog, Reconnect
 from ._routes import Routes
-from ._sequences import GapTracker, LostCallback, PublishSequences
+from ._sequences import GapTracker, LostCallback
 from ._subscription import Ended, Subscription
 
 __all__ = ["NO_RECONNECT", "Client", "Reconnect", "connect"]
@@ -64,6 +64,7 @@ class Client(Lifecycle):
         on_dropped: Callable[[int], None] | None = None,
         on_lost: LostCallback | None = None,
         reconnect: Reconnect = NO_RECONNECT,
+        sequences: Sequences,
     ) -> None:
         self._opener = opener
         self._principal = principal
@@ -74,7 +75,7 @@ class Client(Lifecycle):
         #: Random id that, with a sequence per topic, numbers this client's publishes; kept
         #: across reconnections so subscribers can see a gap in what it sent.
         self.instance_id = instance_id
-        self._sequences = PublishSequences()
+        self._sequences = sequences
         self._gaps = GapTracker(on_lost)
         #: Times the connection was re-established.
         self.reconnects = 0
@@ -91,6 +92,7 @@ class Client(Lifecycle):
         self._keepalive: asyncio.Task[None] | None = None
         self._attach(link)
         self._connected.set()
+        link.sender.publishing = True
 
     @classmethod
     async def open(
@@ -108,8 +110,14 @@ class Client(Lifecycle):
         """Connect with ``opener`` and complete the handshake as ``principal``."""
         name = client_name or f"{principal}[{os.getpid()}]"
         instance_id = random.getrandbits(64) or 1
+        sequences = Sequences()
         link = await Link.open(
-            opener, principal=principal, client_name=name, instance_id=instance_id, timeout=timeout
+            opener,
+            principal=principal,
+            client_name=name,
+            instance_id=instance_id,
+            timeout=timeout,
+            sequences=sequences,
         )
         return cls(
             link,
@@ -122,6 +130,7 @@ class Client(Lifecycle):
             on_dropped=on_dropped,
             on_lost=on_lost,
             reconnect=reconnect,
+            sequences=sequences,
         )
 
     # -- what the current connection's Welcome said ----------------------------------------
@@ -207,10 +216,31 @@ class Client(Lifecycle):
         client is reconnecting, an unconfirmed publish is buffered (see :class:`Reconnect`)
         and a confirmed one waits for the connection.
         """
+        if correlation is None and not reply_to and not confirm:
+            # The common case in one call to the core: checked, numbered, encoded, queued
+            # with whatever else this loop turn sends (see eventbus._sending).
+            queued = self._link.sender.publish(topic, payload)
+            if queued == 0:
+                return None
+            if queued > 0:
+                await self._drain_link()
+                return None
+        return await self._publish(topic, payload, correlation, reply_to, confirm)
+
+    async def _publish(
+        self,
+        topic: str,
+        payload: bytes | bytearray | Message,
+        correlation: frames_pb2.CorrelationMetadata | None,
+        reply_to: str,
+        confirm: bool,
+    ) -> int | None:
+        """What :meth:`publish` leaves to Python: confirms, correlation or reply-to, topics
+        outside the rights table, other payload types, and a client not connected."""
         self._check_open()
         link = self._link
         sequence = started = 0
-        if topic[:1] == "$" or not link.may_publish(topic):
+        if topic[:1] == "$" or not link.grant.table.may_publish(topic):
             self._check_publish(topic)
             # A reply is the one event of a topic of its own: nothing to number.
             if not topic.startswith(INBOX_PREFIX):
@@ -241,16 +271,18 @@ class Client(Lifecycle):
             return None
         # Written with whatever else this loop turn sends; no coroutine is awaited unless
         # the drain could wait or raise.
-        if not link.send(data):
-            return None
+        if link.send(data):
+            await self._drain_link()
+        return None
+
+    async def _drain_link(self) -> None:
         try:
-            await link.drain()
+            await self._link.drain()
         except ConnectionLost as exc:
             # Handed over before the connection broke: in transit, and a gap subscribers
             # will see. Only a client that will not reconnect has to hear of it here.
             if not self._may_reconnect(exc):
                 raise
-        return None
 
     def _check_publish(self, topic: str) -> None:
         """Raise unless ``topic`` may be published: valid, and granted (a reply inbox is
@@ -389,6 +421,7 @@ class Client(Lifecycle):
         """Say goodbye and close; subscriptions end, pending requests fail."""
         if self._closed is None and not self._closing:
             self._closing = True
+            self._link.sender.publishing = False
             if self._reconnecting is not None:
                 self._reconnecting.cancel()
             if self._connected.is_set():

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+from .._backend import Sequences
 from ..errors import ConnectionLost, EventBusError, Kicked, Timeout
 from ..protocol import encode_frame
 from ..v1 import frames_pb2
@@ -36,6 +37,7 @@ class Lifecycle:
     instance_id: int
     _opener: Opener
     _principal: str
+    _sequences: Sequences
     _client_name: str
     _timeout: float
     _link: Link
@@ -139,6 +141,7 @@ class Lifecycle:
         """The connection broke: fail what waited on it, keep subscriptions, reconnect."""
         log.warning("lost the connection to the broker (%s); reconnecting", error)
         self._connected.clear()
+        self._link.sender.publishing = False
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
@@ -159,6 +162,7 @@ class Lifecycle:
                         client_name=self._client_name,
                         instance_id=self.instance_id,
                         timeout=self._timeout,
+                        sequences=self._sequences,
                     )
                 except (ConnectionLost, Timeout, OSError) as exc:
                     log.debug("reconnection attempt %d failed: %s", attempt, exc)
@@ -205,12 +209,14 @@ class Lifecycle:
         for data in self._backlog.take():
             link.send(data)
         self._connected.set()
+        link.sender.publishing = True
         log.info("reconnected to the broker as connection %d", self._link.connection_id)
 
     def _shutdown(self, error: BaseException | None) -> None:
         if self._closed is not None:
             return
         self._closed = error if error is not None else Ended()
+        self._link.sender.publishing = False
         self._connected.set()  # wake waiters so they see the end
         if self._keepalive is not None:
             self._keepalive.cancel()

@@ -1,9 +1,10 @@
 """One connection to the broker: the Hello/Welcome handshake and what the Welcome said.
 
 A :class:`Link` is the per-connection state, made whole by the handshake and replaced whole
-when the client reconnects, so nothing of an old connection lingers on a new one. It also
-coalesces what the client sends: frames queued in one turn of the event loop go out in one
-write, so a burst of publishes costs one system call, not one each.
+when the client reconnects, so nothing of an old connection lingers on a new one. What the
+client sends goes through its :class:`~eventbus._backend.Sender`: frames queued in one turn
+of the event loop go out in one write, so a burst of publishes costs one system call, not
+one each, and an unconfirmed publish is checked, numbered and encoded by the core.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from .._backend import Sender, Sequences
 from ..acl._grant import Grant
 from ..errors import ProtocolError, Timeout
 from ..framestream import FrameStream
@@ -30,23 +32,16 @@ __all__ = ["INBOX_PREFIX", "Link", "Opener"]
 Opener = Callable[[], Awaitable[Connection]]
 """Opens a fresh connection to the broker (used again for every reconnection)."""
 
-# Queued bytes written at once rather than at the end of the loop turn.
-_WRITE_AT = 64 * 1024
-
 
 class Link:
     """A connection that completed the handshake, with the broker's Welcome."""
 
     __slots__ = (
-        "_flush_handle",
-        "_out",
-        "_out_bytes",
         "conn",
         "grant",
         "limits",
-        "max_frame",
-        "may_publish",
         "pending",
+        "sender",
         "stream",
         "welcome",
     )
@@ -56,19 +51,15 @@ class Link:
         stream: FrameStream,
         welcome: frames_pb2.Welcome,
         pending: list[bytes],
+        sequences: Sequences,
     ) -> None:
         self.stream = stream
         self.conn = stream.conn
         self.welcome = welcome
         self.limits: frames_pb2.Limits = welcome.limits
-        #: The largest frame the broker takes (None: the default), read once per connection.
-        self.max_frame: int | None = welcome.limits.max_frame_bytes or None
         #: Frames that arrived in the same read as the Welcome, still to be handled.
         self.pending = pending
         stream.resize(max(welcome.limits.max_frame_bytes, DEFAULT_MAX_FRAME))
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._flush_handle: asyncio.Handle | None = None
         rights = welcome.rights
         #: What the broker granted; used to refuse forbidden operations before sending.
         self.grant = Grant(
@@ -80,9 +71,10 @@ class Link:
             max_bytes=max(welcome.limits.max_topic_bytes, 1),
             max_levels=max(welcome.limits.max_topic_levels, 1),
         )
-        #: Whether a publish rule matches a topic: the rights table's own check, without
-        #: the reserved-topic rule (``$`` topics take ``Grant.may_publish``).
-        self.may_publish: Callable[[str], bool] = self.grant.table.may_publish
+        #: The connection's outgoing frames; the client turns its publishing on and off.
+        self.sender = Sender(
+            self.conn, self.grant.table, sequences, welcome.limits.max_frame_bytes or None
+        )
 
     def send(self, data: bytes) -> bool:
         """Queue a frame; it is written, in order, by the end of this loop turn.
@@ -90,29 +82,14 @@ class Link:
         Returns whether :meth:`drain` could wait or raise now (the transport is over its
         high watermark, or closed): a publisher awaits nothing otherwise.
         """
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if self._out_bytes >= _WRITE_AT:
-            self.write_out()
-        elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.write_out)
-        return self.conn.drain_needed()
+        return self.sender.send(data)
 
     def write_out(self) -> None:
         """Hand every queued frame to the transport now, in one write."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        out = self._out
-        if out:
-            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
-            self._out = []
-            self._out_bytes = 0
+        self.sender.write_out()
 
     async def drain(self) -> None:
         """Wait only while the transport is over its high watermark."""
-        if self._out_bytes >= _WRITE_AT:
-            self.write_out()
         await self.conn.drain()
 
     async def flush(self) -> None:
@@ -129,11 +106,12 @@ class Link:
 
     def discard(self) -> None:
         """The connection is gone: what was queued for it goes nowhere."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._out = []
-        self._out_bytes = 0
+        self.sender.discard()
+
+    @property
+    def max_frame(self) -> int | None:
+        """The largest frame the broker takes (None: the default)."""
+        return self.welcome.limits.max_frame_bytes or None
 
     @property
     def connection_id(self) -> int:
@@ -153,6 +131,7 @@ class Link:
         client_name: str,
         instance_id: int,
         timeout: float,
+        sequences: Sequences,
     ) -> Link:
         """Open a connection and run the handshake; raises the broker's refusal typed."""
         conn = await opener()
@@ -181,4 +160,4 @@ class Link:
         if kind != "welcome":
             conn.abort()
             raise ProtocolError(f"expected Welcome from the broker, got {kind}")
-        return cls(stream, frame.welcome, bodies[1:])
+        return cls(stream, frame.welcome, bodies[1:], sequences)

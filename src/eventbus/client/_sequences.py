@@ -1,20 +1,19 @@
-"""Gap detection: numbering what a client publishes, and finding what never arrived.
+"""Gap detection: finding what never arrived.
 
-A client numbers its publishes per topic (see docs/broker.md, "Sequences"); a subscriber
-remembers the last sequence of each (publisher instance, topic) and counts a gap that the
-broker's ``Dropped`` reports do not explain as lost in transit.
+A client numbers its publishes per topic (``Sequences``, in the core; see docs/broker.md,
+"Sequences"); a subscriber remembers the last sequence of each (publisher instance, topic)
+and counts a gap that the broker's ``Dropped`` reports do not explain as lost in transit.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 
 from .._backend import EventView
 from ..v1 import frames_pb2
 
-__all__ = ["GapTracker", "LostCallback", "PublishSequences"]
+__all__ = ["GapTracker", "LostCallback"]
 
 log = logging.getLogger("eventbus.client")
 
@@ -26,25 +25,6 @@ LostCallback = Callable[[frames_pb2.ProcessIdentity, int], None]
 MAX_TRACKED_STREAMS = 65_536
 
 _Stream = tuple[int, str]
-
-
-class PublishSequences:
-    """The next sequence of each topic this client publishes to, and when each began."""
-
-    __slots__ = ("_last", "_started")
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-        self._started: dict[str, int] = {}
-
-    def next(self, topic: str) -> tuple[int, int]:
-        """The event's sequence, and when sequence 1 of its topic was numbered (monotonic
-        ns: one clock for every process of the host)."""
-        sequence = self._last.get(topic, 0) + 1
-        self._last[topic] = sequence
-        if sequence == 1:
-            self._started[topic] = time.monotonic_ns()
-        return sequence, self._started[topic]
 
 
 class GapTracker:
