@@ -158,6 +158,25 @@ def test_a_full_mailbox_stops_the_pass_at_its_event(core: SimpleNamespace) -> No
     assert topics_of(large) == ["a", "a", "b"]
 
 
+def test_a_reader_awaiting_room_is_woken_once_half_the_mailbox_is_free(
+    core: SimpleNamespace, loop: asyncio.AbstractEventLoop
+) -> None:
+    run = Pass(core)
+    box = run.box("a", max_pending=4)
+    assert run.run([event(core, "a")] * 5)[0] == 4  # the fifth waits for room
+
+    async def take() -> str:
+        return (await box.__anext__()).topic  # type: ignore[no-any-return]
+
+    box._space = space = loop.create_future()
+    assert loop.run_until_complete(take()) == "a"
+    assert not space.done()  # 3 of 4 left: not yet
+    assert loop.run_until_complete(take()) == "a"
+    assert space.done()  # 2 of 4: reading resumes for a half-queue
+    box._space = None
+    assert len(box._queue) == 2
+
+
 def test_a_mailbox_that_ended_takes_everything(core: SimpleNamespace) -> None:
     run = Pass(core)
     box = run.box("a", max_pending=1)

@@ -77,17 +77,29 @@ class Mailbox:
 
     async def __anext__(self) -> Any:
         queue = self._queue
-        if queue and self._space is None:  # the common case, without a second coroutine
-            return queue.popleft()
+        if queue:  # the common case, without a second coroutine
+            envelope = queue.popleft()
+            if self._space is not None:
+                self._taken()
+            return envelope
         return await self._next()
 
     async def _next(self) -> Any:
-        """The next envelope when the queue is empty or a reader awaits room; a bare
-        mailbox ends there (a subscription waits for the next event)."""
+        """The next envelope when the queue is empty; a bare mailbox ends there (a
+        subscription waits for the next event)."""
         queue = self._queue
         if queue:
-            return queue.popleft()
+            envelope = queue.popleft()
+            self._taken()
+            return envelope
         raise StopAsyncIteration
+
+    def _taken(self) -> None:
+        """An envelope was taken: a reader awaiting room is woken once half the bound is
+        free, so reading resumes a half-queue at a time, not an event at a time."""
+        space = self._space
+        if space is not None and len(self._queue) <= self.max_pending >> 1 and not space.done():
+            space.set_result(None)
 
 
 class Delivery:

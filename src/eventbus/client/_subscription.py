@@ -75,9 +75,7 @@ class Subscription(Mailbox):
             finally:
                 self._waiter = None
         envelope = queue.popleft()
-        space = self._space
-        if space is not None and not space.done():
-            space.set_result(None)
+        self._taken()
         return envelope
 
     async def unsubscribe(self) -> None:
