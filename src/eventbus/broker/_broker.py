@@ -348,6 +348,7 @@ class Broker:
             raise _Close("cut off by the broker")  # its frames are no longer served
         grant = session.grant
         assert grant is not None
+        fed: list[Session] = []
         try:
             serve_frames(
                 session,
@@ -359,25 +360,25 @@ class Broker:
                 self._publishing,
             )
             if self._pause_for:
-                self._pace(session, stream)
+                fed = [sub for sub in self._dirty if sub.queued > sub.outbound_limit >> 1]
         finally:
             self._flush()
+        if fed:
+            self._pace(session, stream, fed)
         if self.messages_in >= self._next_budget_check:
             self._next_budget_check = self.messages_in + _BUDGET_CHECK_EVERY
             self._budget.check(self._sessions.values(), self._loop.time())
 
-    def _pace(self, publisher: Session, stream: FrameStream) -> None:
-        """Hold ``publisher``'s reading while a subscriber this read pass fed is over half
-        its outbound limit, so it can drain without a loss; for ``publisher_pause`` at most,
-        after which that subscriber takes its drops (DESIGN: slow consumers never stop the
-        others, and a pause is bounded)."""
-        for sub in self._dirty:
-            if (
-                sub.paced
-                and sub.queued > sub.outbound_limit >> 1
-                and sub is not publisher
-                and not sub.closed
-            ):
+    def _pace(self, publisher: Session, stream: FrameStream, fed: list[Session]) -> None:
+        """Hold ``publisher``'s reading while a subscriber this read pass fed over half its
+        outbound limit has its transport paused (written out, it still holds over half), so
+        it can drain without a loss; for ``publisher_pause`` at most, after which that
+        subscriber takes its drops (DESIGN: slow consumers never stop the others, and a
+        pause is bounded). A transport the socket took enough from to stay under its high
+        watermark needs no hold: its drain would not wait, and the publisher would be held
+        for nothing while the subscriber's buffer kept growing."""
+        for sub in fed:
+            if sub.paced and sub is not publisher and not sub.closed and sub.conn.drain_needed():
                 stream.pause()
                 self._spawn(self._hold(publisher, stream, sub))
                 return
