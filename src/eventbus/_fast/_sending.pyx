@@ -74,7 +74,6 @@ cdef class Sender:
     cdef object _write
     cdef object _drain_needed
     cdef object _call_soon
-    cdef object _write_out
     cdef object _handle
     cdef RightsTable _table
     cdef Sequences _sequences
@@ -95,7 +94,6 @@ cdef class Sender:
         self._write = conn.write
         self._drain_needed = conn.drain_needed
         self._call_soon = asyncio.get_running_loop().call_soon
-        self._write_out = self.write_out  # scheduled once per loop turn: bound once
         self._handle = None
         self._table = table
         self._sequences = sequences
@@ -117,7 +115,9 @@ cdef class Sender:
         if self.queued >= self._write_at:
             self.write_out()
         elif self._handle is None:
-            self._handle = self._call_soon(self._write_out)
+            # The unbound method: a bound one kept here would make a cycle, and hold the
+            # connection until the cycle collector ran.
+            self._handle = self._call_soon(_write_out, self)
         return 0
 
     def publish(self, topic, payload):
@@ -161,3 +161,6 @@ cdef class Sender:
             self._handle = None
         self._out = []
         self.queued = 0
+
+
+cdef object _write_out = Sender.write_out
