@@ -65,30 +65,36 @@ async def test_a_publish_is_the_frame_encode_publish_writes_numbered_in_its_topi
     assert all(p.request_id == 0 and not p.reply_to for p in published)
 
 
-async def test_frames_queued_in_one_loop_turn_go_out_in_one_write(core: SimpleNamespace) -> None:
+async def test_the_first_frame_of_a_turn_goes_at_once_the_rest_in_one_write_at_its_end(
+    core: SimpleNamespace,
+) -> None:
     left, right = pair()
     sender = make(core, left)
     ping = frames_pb2.Frame(ping=frames_pb2.Ping(nonce=3)).SerializeToString()
     sender.publish(TOPIC, b"a")
+    assert len(right._chunks) == 1 and sender.queued == 0  # a lone event waits for nothing
     sender.send(len(ping).to_bytes(4, "little") + ping)
     sender.publish(TOPIC, b"b")
-    assert sender.queued > 0 and right._chunks == []
+    assert len(right._chunks) == 1 and sender.queued > 0
     await asyncio.sleep(0)
-    assert len(right._chunks) == 1 and sender.queued == 0
+    assert len(right._chunks) == 2 and sender.queued == 0
     bodies = core.framing.FrameSplitter(1 << 20).feed(await right.read())
     kinds = [frames_pb2.Frame.FromString(bytes(body)).WhichOneof("body") for body in bodies]
     assert kinds == ["publish", "ping", "publish"]
+    sender.publish(TOPIC, b"next turn")  # a new turn: at once again
+    assert len(right._chunks) == 1
 
 
 async def test_past_write_at_the_queue_is_written_at_once(core: SimpleNamespace) -> None:
     left, right = pair()
     sender = make(core, left, write_at=200)
+    sender.publish(TOPIC, b"first")
     sender.publish(TOPIC, bytes(100))
-    assert right._chunks == []
+    assert len(right._chunks) == 1
     sender.publish(TOPIC, bytes(100))
-    assert len(right._chunks) == 1 and sender.queued == 0
+    assert len(right._chunks) == 2 and sender.queued == 0
     await asyncio.sleep(0)
-    assert len(right._chunks) == 1  # the turn's scheduled write found nothing left
+    assert len(right._chunks) == 2  # nothing was left for the end of the turn
 
 
 async def test_a_bytearray_is_taken_as_it_was_when_published(core: SimpleNamespace) -> None:
@@ -154,11 +160,12 @@ async def test_an_invalid_topic_raises_and_a_frame_over_the_limit_too(
 async def test_discard_drops_what_was_queued_and_stops_publishing(core: SimpleNamespace) -> None:
     left, right = pair()
     sender = make(core, left)
+    sender.publish(TOPIC, b"sent")
     sender.publish(TOPIC, b"lost")
     sender.discard()
     assert sender.queued == 0 and not sender.publishing
     await asyncio.sleep(0)
-    assert right._chunks == []
+    assert [p.payload for p in frames(core, await right.read())] == [b"sent"]
     assert sender.publish(TOPIC, b"x") == -1
 
 

@@ -1,8 +1,9 @@
 """What a client sends on one connection, pure-Python reference of ``_fast/_sending.pyx``.
 
-A :class:`Sender` queues the frames of one connection and hands them to the transport in
-one write at the end of the loop turn (or at once past ``write_at`` bytes), so a burst of
-publishes costs one system call. :meth:`Sender.publish` is the client's common case, an
+A :class:`Sender` writes the first frame of a loop turn at once and queues the ones after
+it, handed to the transport in one write at the end of the turn (or at once past
+``write_at`` bytes), so a lone event waits for nothing and a burst of publishes costs two
+system calls. :meth:`Sender.publish` is the client's common case, an
 unconfirmed publish, in one call: the topic checked against the rights the broker granted,
 numbered in its stream (:class:`Sequences`), encoded and queued. It takes only what needs no
 more than that: a topic that starts with ``$``, one the rights do not grant (a reply inbox
@@ -89,17 +90,22 @@ class Sender:
         self.publishing = False
 
     def send(self, data: bytes) -> bool:
-        """Queue a frame; it is written, in order, by the end of this loop turn.
+        """Send a frame: the first of a loop turn is written at once, the ones after it in
+        the same turn together at its end (or past ``write_at`` bytes), all in order.
 
         Returns whether the transport's drain could wait or raise now (it is over its high
         watermark, or closed): a publisher awaits nothing otherwise.
         """
-        self._out.append(data)
-        self.queued += len(data)
-        if self.queued >= self._write_at:
-            self.write_out()
-        elif self._handle is None:
+        if self._handle is None:
+            # Nothing written or queued this turn: no wait for the end of it (a lone event's
+            # latency); the handle makes what follows in this turn queue behind it.
             self._handle = self._call_soon(self.write_out)
+            self._write(data)
+        else:
+            self._out.append(data)
+            self.queued += len(data)
+            if self.queued >= self._write_at:
+                self.write_out()
         return self._drain_needed()
 
     def publish(self, topic: str, payload: object) -> int:

@@ -4,7 +4,8 @@ rules are documented there).
 
 An unconfirmed publish is checked on the rights table's cached mask, numbered on the
 sequences' dicts and encoded into one ``bytes`` by C calls; the only Python calls left are
-the transport's (one write per loop turn, and whether its drain could wait).
+the transport's (a write for the first frame of a loop turn and one for the rest of it,
+and whether its drain could wait).
 """
 
 from cpython.bytearray cimport PyByteArray_CheckExact
@@ -104,20 +105,22 @@ cdef class Sender:
         self.publishing = False
 
     def send(self, bytes data not None):
-        """Queue a frame; it is written, in order, by the end of this loop turn. Returns
-        whether the transport's drain could wait or raise now."""
+        """Send a frame: the first of a loop turn at once, the rest at its end, in order.
+        Returns whether the transport's drain could wait or raise now."""
         self._queue(data)
         return self._drain_needed()
 
     cdef int _queue(self, bytes data) except -1:
-        self._out.append(data)
-        self.queued += len(data)
-        if self.queued >= self._write_at:
-            self.write_out()
-        elif self._handle is None:
+        if self._handle is None:
             # The unbound method: a bound one kept here would make a cycle, and hold the
             # connection until the cycle collector ran.
             self._handle = self._call_soon(_write_out, self)
+            self._write(data)
+        else:
+            self._out.append(data)
+            self.queued += len(data)
+            if self.queued >= self._write_at:
+                self.write_out()
         return 0
 
     def publish(self, topic, payload):

@@ -2,9 +2,10 @@
 
 A :class:`Link` is the per-connection state, made whole by the handshake and replaced whole
 when the client reconnects, so nothing of an old connection lingers on a new one. What the
-client sends goes through its :class:`~eventbus._backend.Sender`: frames queued in one turn
-of the event loop go out in one write, so a burst of publishes costs one system call, not
-one each, and an unconfirmed publish is checked, numbered and encoded by the core.
+client sends goes through its :class:`~eventbus._backend.Sender`: the first frame of a turn
+of the event loop is written at once and the rest of that turn's in one more write, so a
+lone event waits for nothing and a burst of publishes costs two system calls, not one each;
+an unconfirmed publish is checked, numbered and encoded by the core.
 """
 
 from __future__ import annotations
