@@ -23,8 +23,9 @@ TOPIC = "events.process.lifecycle"
 RULES = [("events.process.#", 1), ("events.network.#", 2)]  # publish / subscribe only
 
 
-def pair() -> tuple[Any, Any]:
-    return memory_pair()
+def writes(peer: Any) -> int:
+    """The writes ``peer`` holds unread: a memory pair keeps one chunk per write."""
+    return len(peer._chunks)
 
 
 def make(core: SimpleNamespace, conn: Any, **options: Any) -> Any:
@@ -42,7 +43,7 @@ def frames(core: SimpleNamespace, data: bytes) -> list[frames_pb2.Publish]:
 async def test_a_publish_is_the_frame_encode_publish_writes_numbered_in_its_topic(
     core: SimpleNamespace,
 ) -> None:
-    left, right = pair()
+    left, right = memory_pair()
     sender = make(core, left)
     assert sender.publish(TOPIC, b"one") == 1  # a memory pair always says drain
     assert sender.publish(TOPIC, bytearray(b"two")) == 1
@@ -68,43 +69,45 @@ async def test_a_publish_is_the_frame_encode_publish_writes_numbered_in_its_topi
 async def test_the_first_frame_of_a_turn_goes_at_once_the_rest_in_one_write_at_its_end(
     core: SimpleNamespace,
 ) -> None:
-    left, right = pair()
+    left, right = memory_pair()
     sender = make(core, left)
     ping = frames_pb2.Frame(ping=frames_pb2.Ping(nonce=3)).SerializeToString()
     sender.publish(TOPIC, b"a")
-    assert len(right._chunks) == 1 and sender.queued == 0  # a lone event waits for nothing
+    assert writes(right) == 1 and sender.queued == 0  # a lone event waits for nothing
     sender.send(len(ping).to_bytes(4, "little") + ping)
     sender.publish(TOPIC, b"b")
-    assert len(right._chunks) == 1 and sender.queued > 0
+    assert writes(right) == 1 and sender.queued > 0
     await asyncio.sleep(0)
-    assert len(right._chunks) == 2 and sender.queued == 0
+    assert writes(right) == 2 and sender.queued == 0
     bodies = core.framing.FrameSplitter(1 << 20).feed(await right.read())
     kinds = [frames_pb2.Frame.FromString(bytes(body)).WhichOneof("body") for body in bodies]
     assert kinds == ["publish", "ping", "publish"]
     sender.publish(TOPIC, b"next turn")  # a new turn: at once again
-    assert len(right._chunks) == 1
+    assert writes(right) == 1
 
 
 async def test_past_write_at_the_queue_is_written_at_once(core: SimpleNamespace) -> None:
-    left, right = pair()
+    left, right = memory_pair()
     sender = make(core, left, write_at=200)
     sender.publish(TOPIC, b"first")
     sender.publish(TOPIC, bytes(100))
-    assert len(right._chunks) == 1
+    assert writes(right) == 1
     sender.publish(TOPIC, bytes(100))
-    assert len(right._chunks) == 2 and sender.queued == 0
+    assert writes(right) == 2 and sender.queued == 0
     await asyncio.sleep(0)
-    assert len(right._chunks) == 2  # nothing was left for the end of the turn
+    assert writes(right) == 2  # nothing was left for the end of the turn
 
 
 async def test_a_bytearray_is_taken_as_it_was_when_published(core: SimpleNamespace) -> None:
-    left, right = pair()
+    left, right = memory_pair()
     sender = make(core, left)
+    sender.publish(TOPIC, b"first")  # written at once: the next one waits in the queue
     payload = bytearray(b"before")
     sender.publish(TOPIC, payload)
+    assert sender.queued > 0
     payload[:] = b"after!"
     sender.write_out()
-    assert [p.payload for p in frames(core, await right.read())] == [b"before"]
+    assert [p.payload for p in frames(core, await right.read())] == [b"first", b"before"]
 
 
 @pytest.mark.parametrize(
@@ -123,27 +126,27 @@ async def test_a_bytearray_is_taken_as_it_was_when_published(core: SimpleNamespa
 async def test_what_needs_more_than_the_rights_table_is_left_to_the_client(
     core: SimpleNamespace, topic: Any, payload: Any
 ) -> None:
-    left, right = pair()
+    left, right = memory_pair()
     sender = make(core, left)
     assert sender.publish(topic, payload) == -1
-    assert sender.queued == 0
+    assert left.write_buffer_size() == 0
     sender.publish(TOPIC, b"")  # nothing was numbered for the one left over
     sender.write_out()
     assert [p.sequence for p in frames(core, await right.read())] == [1]
 
 
 async def test_a_sender_not_publishing_takes_nothing(core: SimpleNamespace) -> None:
-    left, _right = pair()
+    left, _right = memory_pair()
     sender = make(core, left)
     sender.publishing = False
     assert sender.publish(TOPIC, b"x") == -1
-    assert sender.queued == 0
+    assert sender.queued == 0 and left.write_buffer_size() == 0
 
 
 async def test_an_invalid_topic_raises_and_a_frame_over_the_limit_too(
     core: SimpleNamespace,
 ) -> None:
-    left, right = pair()
+    left, right = memory_pair()
     sender = make(core, left, max_frame=64)
     with pytest.raises(InvalidTopic):
         sender.publish("events.process..x", b"")
@@ -151,14 +154,14 @@ async def test_an_invalid_topic_raises_and_a_frame_over_the_limit_too(
         sender.publish("events.process.#", b"")
     with pytest.raises(FrameTooLarge, match="exceeds the maximum of 64 bytes"):
         sender.publish(TOPIC, bytes(64))
-    assert sender.queued == 0
+    assert left.write_buffer_size() == 0
     sender.publish(TOPIC, b"fits")
     sender.write_out()
     assert [p.payload for p in frames(core, await right.read())] == [b"fits"]
 
 
 async def test_discard_drops_what_was_queued_and_stops_publishing(core: SimpleNamespace) -> None:
-    left, right = pair()
+    left, right = memory_pair()
     sender = make(core, left)
     sender.publish(TOPIC, b"sent")
     sender.publish(TOPIC, b"lost")

@@ -73,9 +73,7 @@ class Link:
             max_levels=max(welcome.limits.max_topic_levels, 1),
         )
         #: The connection's outgoing frames; the client turns its publishing on and off.
-        self.sender = Sender(
-            self.conn, self.grant.table, sequences, welcome.limits.max_frame_bytes or None
-        )
+        self.sender = Sender(self.conn, self.grant.table, sequences, self.max_frame)
 
     def send(self, data: bytes) -> bool:
         """Queue a frame; it is written, in order, by the end of this loop turn.
