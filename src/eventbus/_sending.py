@@ -98,9 +98,10 @@ class Sender:
         """
         if self._handle is None:
             # Nothing written or queued this turn: no wait for the end of it (a lone event's
-            # latency); the handle makes what follows in this turn queue behind it.
-            self._handle = self._call_soon(self.write_out)
+            # latency); the handle, scheduled once it is written, makes what follows in
+            # this turn queue behind it.
             self._write(data)
+            self._handle = self._call_soon(self.write_out)
         else:
             self._out.append(data)
             self.queued += len(data)

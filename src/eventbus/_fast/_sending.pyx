@@ -112,10 +112,11 @@ cdef class Sender:
 
     cdef int _queue(self, bytes data) except -1:
         if self._handle is None:
-            # The unbound method: a bound one kept here would make a cycle, and hold the
-            # connection until the cycle collector ran.
-            self._handle = self._call_soon(_write_out, self)
+            # Written before the end of the turn is scheduled: a lone event waits for
+            # nothing. The unbound method: a bound one kept here would make a cycle, and
+            # hold the connection until the cycle collector ran.
             self._write(data)
+            self._handle = self._call_soon(_write_out, self)
         else:
             self._out.append(data)
             self.queued += len(data)
