@@ -107,6 +107,7 @@ _HOME = {
     "FrameSplitter": "framing",
     "Outbox": "outbox",
     "fan_out": "outbox",
+    "write_out": "outbox",
     "route_publish": "publish",
     "serve_frames": "publish",
     "TopicTrie": "trie",

@@ -131,3 +131,39 @@ def test_fan_out_takes_only_outboxes(core: SimpleNamespace) -> None:
         pytest.skip("the reference takes any object with the same methods")
     with pytest.raises(TypeError):
         core.outbox.fan_out((Member(),), (), b"ev", "", None)
+
+
+def test_write_out_flushes_each_listed_outbox_once_and_empties_the_list(
+    core: SimpleNamespace,
+) -> None:
+    dirty: list[Any] = []
+    writes: list[tuple[str, bytes]] = []
+    held = {"a": 0, "b": 0}
+
+    def box(name: str, write: Any = None) -> Any:
+        return core.outbox.Outbox(
+            write or (lambda data: writes.append((name, data))), lambda: held[name], 100, dirty
+        )
+
+    b = box("b")
+
+    def write_a(data: bytes) -> None:  # a's write makes b due within the same write-out
+        writes.append(("a", data))
+        b.deliver(b"late")
+
+    a = box("a", write_a)
+    assert core.outbox.write_out(dirty, True) is None  # nothing listed: nothing to do
+    a.deliver(b"x" * 40)
+    assert core.outbox.write_out(dirty, True) is None  # 40 of 100: not over half
+    assert writes == [("a", b"x" * 40), ("b", b"late")]  # b, listed meanwhile, went too
+    assert dirty == []
+
+    held["a"] = 30
+    a.deliver(b"y" * 30)  # 30 held by the transport + 30 queued: over half
+    b.deliver(b"z")
+    assert core.outbox.write_out(dirty, False) is None  # unwatched: nobody is returned
+    a.deliver(b"y" * 30)
+    b.deliver(b"z")
+    assert core.outbox.write_out(dirty, True) == [a]
+    assert [name for name, _ in writes] == ["a", "b", "a", "b", "a", "b"]
+    assert dirty == []

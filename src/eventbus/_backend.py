@@ -47,6 +47,7 @@ __all__ = [
     "topic_matches",
     "validate_filter",
     "validate_topic",
+    "write_out",
 ]
 
 
@@ -119,6 +120,7 @@ Mailbox = _delivery.Mailbox
 FrameSplitter = _framing.FrameSplitter
 Outbox = _outbox.Outbox
 fan_out = _outbox.fan_out
+write_out = _outbox.write_out
 route_publish = _publish.route_publish
 serve_frames = _publish.serve_frames
 filter_covers = _grammar.filter_covers

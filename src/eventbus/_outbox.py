@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from .v1 import frames_pb2
 
-__all__ = ["FLUSH_AT", "MAX_DROPPED_STREAMS", "Outbox", "fan_out"]
+__all__ = ["FLUSH_AT", "MAX_DROPPED_STREAMS", "Outbox", "fan_out", "write_out"]
 
 FLUSH_AT: Final = 64 * 1024
 """Queued bytes at which a connection's frames are written out within a pass."""
@@ -194,3 +194,16 @@ def fan_out(
                 seen.add(session)
                 counts[_hand(session, data, reply_to, stream)] += 1
     return counts[1], counts[0]
+
+
+def write_out(dirty: list[Any], watch: bool) -> list[Any] | None:
+    """Flush every outbox of ``dirty`` (one write each) and empty it. With ``watch``, the
+    ones holding over half their ``outbound_limit`` before their write (``queued``) are
+    returned, in order, when there are any; else None."""
+    fed = None
+    if watch:
+        fed = [box for box in dirty if box.queued > box.outbound_limit >> 1] or None
+    for box in dirty:
+        box.flush()
+    dirty.clear()
+    return fed

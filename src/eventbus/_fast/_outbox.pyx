@@ -13,7 +13,7 @@ import struct
 
 from eventbus.v1 import frames_pb2
 
-__all__ = ["FLUSH_AT", "MAX_DROPPED_STREAMS", "Outbox", "fan_out"]
+__all__ = ["FLUSH_AT", "MAX_DROPPED_STREAMS", "Outbox", "fan_out", "write_out"]
 
 cdef enum:
     _FLUSH_AT = 64 * 1024
@@ -158,3 +158,28 @@ def fan_out(sessions, groups, bytes data, str reply_to, stream):
         elif outcome == 0:
             dropped += 1
     return delivered, dropped
+
+
+def write_out(list dirty not None, bint watch):
+    """Flush every outbox of ``dirty`` and empty it; with ``watch``, those over half their
+    limit before their write, or None (see the twin)."""
+    cdef list fed = None
+    cdef Outbox box
+    cdef Py_ssize_t k = 0
+    if not PyList_GET_SIZE(dirty):
+        return None
+    if watch:
+        for item in dirty:
+            box = <Outbox?>item
+            if <Py_ssize_t>box._buffered() + box._out_bytes > box.outbound_limit >> 1:
+                if fed is None:
+                    fed = [box]
+                else:
+                    fed.append(box)
+    # By index, as the list stands at each step: an outbox a write queued meanwhile is
+    # written too, as the twin's loop does.
+    while k < PyList_GET_SIZE(dirty):
+        (<Outbox?>dirty[k]).flush()
+        k += 1
+    del dirty[:]
+    return fed

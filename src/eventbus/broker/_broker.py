@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import topics
-from .._backend import serve_frames
+from .._backend import serve_frames, write_out
 from ..acl import Policy, default_policy
 from ..errors import (
     ConnectionLost,
@@ -348,7 +348,6 @@ class Broker:
             raise _Close("cut off by the broker")  # its frames are no longer served
         grant = session.grant
         assert grant is not None
-        fed: list[Session] = []
         try:
             serve_frames(
                 session,
@@ -359,11 +358,11 @@ class Broker:
                 self._publishing.decide,
                 self._publishing,
             )
-            if self._pause_for:
-                fed = [sub for sub in self._dirty if sub.queued > sub.outbound_limit >> 1]
         finally:
-            self._flush()
-        if fed:
+            # One write per connection; those this pass fed over half their limit, when
+            # a publisher may be held for them.
+            fed = write_out(self._dirty, self._pause_for > 0)
+        if fed is not None:
             self._pace(session, stream, fed)
         if self.messages_in >= self._next_budget_check:
             self._next_budget_check = self.messages_in + _BUDGET_CHECK_EVERY
@@ -538,11 +537,7 @@ class Broker:
 
     def _flush(self) -> None:
         """Write out every connection's queued frames (one write per connection)."""
-        dirty = self._dirty
-        if dirty:
-            for session in dirty:
-                session.flush()
-            dirty.clear()
+        write_out(self._dirty, False)
 
     async def _housekeeping(self) -> None:
         """Close silent connections, publish stats, guard the memory budget.
