@@ -330,6 +330,22 @@ async def test_unsubscribe_stops_delivery_and_ends_iteration(broker: Broker, add
         assert [e.payload async for e in sub] == [b"1"]
 
 
+async def test_a_reader_waiting_in_async_for_sees_the_end(broker: Broker, address: str) -> None:
+    async with (
+        await eventbus.connect(address, principal="agent") as agent,
+        await eventbus.connect(address, principal="procmond") as proc,
+    ):
+        sub = await agent.subscribe("events.process.#")
+
+        async def read() -> list[bytes]:
+            return [e.payload async for e in sub]
+
+        reader = asyncio.ensure_future(read())
+        await proc.publish("events.process.tree", b"1", confirm=True)
+        await sub.unsubscribe()  # the reader is waiting, or will find the end when it looks
+        assert await asyncio.wait_for(reader, DEADLINE) == [b"1"]
+
+
 # -- flow control -----------------------------------------------------------------------
 
 
@@ -501,7 +517,10 @@ async def test_stop_says_goodbye_to_clients(address: str) -> None:
     await broker.start()
     client = await eventbus.connect(address, principal="agent", reconnect=False)
     sub = await client.subscribe("events.#")
+    iterating = asyncio.ensure_future(sub.__anext__())  # an `async for` at its next event
     await broker.stop()
+    with pytest.raises(eventbus.ConnectionLost, match="goodbye"):
+        await asyncio.wait_for(iterating, DEADLINE)
     with pytest.raises(eventbus.ConnectionLost, match="goodbye"):
         await sub.get(DEADLINE)
     await client.close()

@@ -51,10 +51,22 @@ class Subscription(Mailbox):
         async def __anext__(self) -> Envelope: ...
 
     async def _next(self) -> Envelope:
-        try:
-            return await self.get()
-        except Ended:
-            raise StopAsyncIteration from None
+        # get() without a timeout, its wait written out here: one coroutine fewer to
+        # resume for each event an idle reader is woken for.
+        queue = self._queue
+        while not queue:
+            if self._ended:
+                if self._end is not None:
+                    raise self._end
+                raise StopAsyncIteration
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        envelope = queue.popleft()
+        self._taken()
+        return envelope
 
     async def get(self, timeout: float | None = None) -> Envelope:
         """The next event; raises :class:`Timeout` after ``timeout`` seconds without one."""
