@@ -15,7 +15,19 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-FAST_MODULES = ["_grammar", "_cache", "_trie", "_rights", "_framing", "_wire", "_encode", "_outbox", "_publish", "_delivery", "_sending"]
+FAST_MODULES = [
+    "_grammar",
+    "_cache",
+    "_trie",
+    "_rights",
+    "_framing",
+    "_wire",
+    "_encode",
+    "_outbox",
+    "_publish",
+    "_delivery",
+    "_sending",
+]
 
 IN_CIBUILDWHEEL = os.environ.get("CIBUILDWHEEL") == "1"
 
